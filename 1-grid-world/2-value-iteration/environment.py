@@ -1,0 +1,182 @@
+"""The 5x5 grid world of the value-iteration chapter.
+
+Two parts, as in the book:
+- ``Env``: the world's model (rewards and deterministic transitions) that dynamic programming reads.
+  It has no window, so the maths runs anywhere.
+- ``GraphicDisplay``: the tkinter window with the buttons Calculate / Print Policy / Move / Clear. Calculate
+  does one sweep of value iteration; Print Policy draws the greedy actions; Move walks the agent.
+
+States are [row, col]; (0, 0) is the top-left cell. Actions: 0 up, 1 down, 2 left, 3 right.
+"""
+import random
+import tkinter as tk
+
+WIDTH, HEIGHT = 5, 5                       # cells
+UNIT = 100                                 # pixels per cell
+POSSIBLE_ACTIONS = [0, 1, 2, 3]            # up, down, left, right
+ACTIONS = [(-1, 0), (1, 0), (0, -1), (0, 1)]  # (row, col) change of each action
+GOAL = [2, 2]                              # the circle: reward +1, the only terminal state
+TRIANGLES = [[1, 2], [2, 1]]               # reward -1 (ordinary states for dynamic programming)
+
+
+class Env:
+    """The grid world's model: reward of the cell entered, moves clipped at the walls, probability 1."""
+
+    def __init__(self):
+        self.width, self.height = WIDTH, HEIGHT
+        self.possible_actions = POSSIBLE_ACTIONS
+        self.reward = [[0.0] * WIDTH for _ in range(HEIGHT)]
+        self.reward[GOAL[0]][GOAL[1]] = 1.0
+        for row, col in TRIANGLES:
+            self.reward[row][col] = -1.0
+        self.all_state = [[row, col] for row in range(HEIGHT) for col in range(WIDTH)]
+
+    def get_reward(self, state, action):
+        """Reward for taking `action` in `state`: the reward of the cell the agent enters."""
+        row, col = self.state_after_action(state, action)
+        return self.reward[row][col]
+
+    def state_after_action(self, state, action_index):
+        drow, dcol = ACTIONS[action_index]
+        return self.check_boundary([state[0] + drow, state[1] + dcol])
+
+    @staticmethod
+    def check_boundary(state):
+        """A move off the grid leaves the agent where it was."""
+        return [min(max(state[0], 0), HEIGHT - 1), min(max(state[1], 0), WIDTH - 1)]
+
+    def get_transition_prob(self, state, action):
+        return 1.0
+
+    def get_all_states(self):
+        return self.all_state
+
+    @staticmethod
+    def is_terminal(state):
+        return list(state) == GOAL
+
+
+# ---- drawing: the window the reader clicks through (the maths above never needs it) ----
+AGENT_COLOR, TRIANGLE_COLOR, CIRCLE_COLOR = "#e35d5b", "#4f7fd6", "#f2b134"
+ARROW_FROM, ARROW_TO = 14, 38              # arrow length from the cell centre, pixels
+MOVE_DELAY_MS = 100                        # pause between two steps of "move"
+MAX_MOVE_STEPS = 100                       # a policy that loops stops walking after this many steps
+
+
+class GraphicDisplay(tk.Tk):
+    """The book's value-iteration window: one click on Calculate = one sweep of value iteration."""
+
+    def __init__(self, agent):
+        super().__init__()
+        self.title("Value Iteration")
+        self.geometry(f"{WIDTH * UNIT}x{HEIGHT * UNIT + 50}")
+        self.agent = agent
+        self.env = agent.env
+        self.move_delay_ms = MOVE_DELAY_MS
+        self.iteration_count = 0
+        self.agent_state = [0, 0]
+        self.moving = None                 # the pending `after` id while the agent walks
+        self.canvas = self._build_canvas()
+        self.buttons = self._build_buttons({"Calculate": self.calculate_value,
+                                            "Print Policy": self.print_optimal_policy,
+                                            "Move": self.move_by_policy,
+                                            "Clear": self.clear})
+
+    # Button actions ------------------------------------------------------------------------
+    def calculate_value(self):
+        """One synchronous sweep of the Bellman optimality equation, then show every value."""
+        self.iteration_count += 1
+        self.agent.value_iteration()
+        self.print_value_table(self.agent.value_table)
+
+    def print_optimal_policy(self):
+        """An arrow for every action that maximises r + gamma * V(s') under the current values."""
+        self.canvas.delete("arrow")
+        for state in self.env.get_all_states():
+            for action in self.agent.get_action(state):
+                self._draw_arrow(state[0], state[1], action)
+        self.canvas.tag_raise("agent")
+
+    def move_by_policy(self):
+        """Walk the agent from the start, one step every `move_delay_ms`, until it reaches the circle."""
+        if self.moving is not None:
+            return
+        self.place_agent([0, 0])
+        self._move_step(0)
+
+    def clear(self):
+        """Back to the start: zero values, no arrows, agent at (0, 0)."""
+        self.stop_moving()
+        self.agent.reset()
+        self.iteration_count = 0
+        self.canvas.delete("value", "arrow")
+        self.place_agent([0, 0])
+
+    # Animation -----------------------------------------------------------------------------
+    def _move_step(self, steps):
+        if self.env.is_terminal(self.agent_state) or steps >= MAX_MOVE_STEPS:
+            self.moving = None
+            return
+        action = random.choice(self.agent.get_action(self.agent_state))
+        self.place_agent(self.env.state_after_action(self.agent_state, action))
+        self.moving = self.after(self.move_delay_ms, self._move_step, steps + 1)
+
+    def stop_moving(self):
+        if self.moving is not None:
+            self.after_cancel(self.moving)
+            self.moving = None
+
+    # Drawing -------------------------------------------------------------------------------
+    def _build_canvas(self):
+        canvas = tk.Canvas(self, bg="white", width=WIDTH * UNIT, height=HEIGHT * UNIT,
+                           highlightthickness=0)
+        for col in range(WIDTH + 1):
+            canvas.create_line(col * UNIT, 0, col * UNIT, HEIGHT * UNIT)
+        for row in range(HEIGHT + 1):
+            canvas.create_line(0, row * UNIT, WIDTH * UNIT, row * UNIT)
+        for row, col in TRIANGLES:
+            x, y = col * UNIT, row * UNIT
+            canvas.create_polygon(x + 50, y + 20, x + 22, y + 75, x + 78, y + 75,
+                                  fill=TRIANGLE_COLOR, tags="triangle")
+        x, y = GOAL[1] * UNIT, GOAL[0] * UNIT
+        canvas.create_oval(x + 22, y + 22, x + 78, y + 78, fill=CIRCLE_COLOR, tags="circle")
+        for row in range(HEIGHT):
+            for col in range(WIDTH):
+                if self.env.reward[row][col]:
+                    canvas.create_text(col * UNIT + 5, row * UNIT + UNIT - 5, anchor="sw",
+                                       text=f"R : {self.env.reward[row][col]:.1f}",
+                                       font=("Helvetica", 9), tags="reward")
+        canvas.create_rectangle(25, 25, 75, 75, fill=AGENT_COLOR, outline="", tags="agent")
+        canvas.pack()
+        return canvas
+
+    def _build_buttons(self, commands):
+        bar = tk.Frame(self)
+        bar.pack(fill="x", pady=8)
+        buttons = {}
+        for label, command in commands.items():
+            buttons[label] = tk.Button(bar, text=label, width=10, command=command)
+            buttons[label].pack(side="left", expand=True)
+        return buttons
+
+    def place_agent(self, state):
+        self.agent_state = list(state)
+        x, y = state[1] * UNIT, state[0] * UNIT
+        self.canvas.coords("agent", x + 25, y + 25, x + 75, y + 75)
+        self.canvas.tag_raise("agent")
+
+    def print_value_table(self, value_table):
+        """Write each cell's value (rounded for display only) in its top-left corner."""
+        self.canvas.delete("value")
+        for row in range(HEIGHT):
+            for col in range(WIDTH):
+                self.canvas.create_text(col * UNIT + 5, row * UNIT + 5, anchor="nw",
+                                        text=f"{value_table[row][col]:.2f}",
+                                        font=("Helvetica", 10, "bold"), tags="value")
+
+    def _draw_arrow(self, row, col, action):
+        cx, cy = col * UNIT + UNIT / 2, row * UNIT + UNIT / 2
+        drow, dcol = ACTIONS[action]
+        self.canvas.create_line(cx + dcol * ARROW_FROM, cy + drow * ARROW_FROM,
+                                cx + dcol * ARROW_TO, cy + drow * ARROW_TO,
+                                arrow=tk.LAST, width=2, tags=("arrow", f"arrow-{row}-{col}-{action}"))
