@@ -1,0 +1,237 @@
+"""Monte Carlo control on the grid world (파이썬과 케라스로 배우는 강화학습, 4장 그리드월드와 큐러닝: 몬테카를로).
+
+The agent learns a state-value table V from whole episodes. Each step k of an episode is remembered as
+(S_k, R_k): the state the agent entered and the reward for entering it. After the episode, walking
+backwards, the return of EVERY step is
+
+    G_k = R_k + gamma * G_{k+1}        (G = 0 after the last step; the book's G_t = R_{t+1} + gamma * G_{t+1})
+
+and V of each state visited moves toward the return of its FIRST visit in the episode:
+
+    V(s) <- V(s) + alpha * (G(s) - V(s))
+
+So V(s) is the value of ARRIVING in s, the entry reward included (the circle tends to +100, a triangle to
+-100), which is what the agent's one-step look-ahead needs, since it does not know the rewards. It acts
+epsilon-greedily: the best action is the one leading to the neighbour with the highest V (a move into the
+border "leads" to the current cell); ties are broken at random.
+
+Book fix: the book's update skipped the reward and the discount of every step that entered an already
+visited state (neither first- nor every-visit MC, a known bug), and multiplied every return by one more
+gamma; here G runs over every step, and each state learns the return of its first visit.
+
+    python mc_agent.py                     # watch it learn (headless when there is no display)
+    python mc_agent.py --no-render --seed 1
+
+At the end V is saved to save_model/mc_value_table.npy (under --save-dir): a numpy array of shape (5, 5)
+indexed [row, col]. `numpy.load` reads it.
+"""
+import argparse
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
+sys.path.insert(0, str(HERE))               # this folder's environment.py
+from environment import HEIGHT, RENDER_DELAY, START, WIDTH, Env  # noqa: E402
+
+# ---- hyperparameters (the book's values) ----
+EPISODES = 1000
+LEARNING_RATE = 0.01      # alpha, the step size
+DISCOUNT_FACTOR = 0.9     # gamma
+EPSILON = 0.1             # probability of a random action
+
+
+class MCAgent:
+    def __init__(self, actions, learning_rate=LEARNING_RATE, discount_factor=DISCOUNT_FACTOR,
+                 epsilon=EPSILON):
+        self.actions = actions
+        self.learning_rate = learning_rate
+        self.discount_factor = discount_factor
+        self.epsilon = epsilon
+        # V of every cell, indexed [row, col] = [y, x]; zeros, like the book
+        self.value_table = np.zeros((HEIGHT, WIDTH))
+        self.samples = []                   # this episode's (state entered, reward, done)
+
+    # Remember one step. Called after every step; the learning waits for the end of the episode.
+    def save_sample(self, state, reward, done):
+        self.samples.append((tuple(state), reward, done))
+
+    # First-visit MC update from the whole episode. Called once the episode has ended.
+    def update(self):
+        first_visit_return = {}
+        G = 0.0
+        for state, reward, _ in reversed(self.samples):
+            G = reward + self.discount_factor * G
+            first_visit_return[state] = G   # walking backwards, the first visit is written last
+        for (x, y), G in first_visit_return.items():
+            value = self.value_table[y, x]
+            self.value_table[y, x] = value + self.learning_rate * (G - value)
+        self.samples.clear()
+
+    # Epsilon-greedy on the neighbours' values: a random action with probability epsilon, else the
+    # action leading to the best neighbour (ties broken at random).
+    def get_action(self, state):
+        if random.random() < self.epsilon:
+            return random.choice(self.actions)
+        return arg_max(self.possible_next_state(state))
+
+    # V of the cell each action leads to (up, down, left, right); a move into the border stays put.
+    def possible_next_state(self, state):
+        x, y = state
+        v = self.value_table
+        up = v[y - 1, x] if y > 0 else v[y, x]
+        down = v[y + 1, x] if y < HEIGHT - 1 else v[y, x]
+        left = v[y, x - 1] if x > 0 else v[y, x]
+        right = v[y, x + 1] if x < WIDTH - 1 else v[y, x]
+        return np.array([up, down, left, right])
+
+
+def arg_max(values):
+    best = np.flatnonzero(values == values.max())
+    return int(random.choice(best))
+
+
+# The book's training loop: play a whole episode, then learn from it.
+def train(env, agent, episodes, quiet=False):
+    for episode in range(episodes):
+        state = env.reset()
+        score, steps, done = 0, 0, False
+        while not done:
+            action = agent.get_action(state)
+            state, reward, done = env.step(action)
+            agent.save_sample(state, reward, done)
+            score += reward
+            steps += 1
+        agent.update()
+        env.print_value_all(agent.value_table)     # does nothing headless
+        if not quiet:
+            print(f"episode: {episode} | score: {score:.1f} | steps: {steps}")
+
+
+# Follow the greedy look-ahead (the first best action on ties) from the start until the episode would end
+# or a cell repeats (a deterministic policy that comes back to a cell loops for ever).
+def greedy_path(agent, env):
+    state, path = list(START), [list(START)]
+    while not env.reward_and_done(state)[1]:
+        state = env.state_after_action(state, int(np.argmax(agent.possible_next_state(state))))
+        if state in path:
+            return path + [state], "loops"
+        path.append(state)
+    ending = "reaches the circle" if env.reward_and_done(state)[0] > 0 else "ends on a triangle"
+    return path, f"{ending} in {len(path) - 1} moves"
+
+
+# ---- plumbing: arguments, saving, display detection (the same in every chapter; safe to skip) ----
+def atomic_write(path, write):
+    """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_writable(folder):
+    """Fail before training, in one line, if artefacts could not be saved."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        sys.exit(f"error: cannot write to {folder}: {error.strerror}")
+
+
+def display_available():
+    try:
+        import tkinter
+    except ImportError:
+        return False
+    try:
+        tkinter.Tk().destroy()
+        return True
+    except tkinter.TclError:
+        return False
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def probability(text):
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def non_negative(text):
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Monte Carlo control on the 5x5 grid world (the book's chapter 4).")
+    parser.add_argument("--episodes", type=positive_int, default=EPISODES, help="episodes to train")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: a random run)")
+    parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=None,
+                        help="show the grid window (default: when a display is available)")
+    parser.add_argument("--render-delay", type=non_negative, default=RENDER_DELAY,
+                        help="seconds per step while rendering")
+    parser.add_argument("--save-dir", type=Path, default=HERE,
+                        help="the table goes to SAVE_DIR/save_model (default: this script's folder)")
+    parser.add_argument("--learning-rate", type=probability, default=LEARNING_RATE, help="step size alpha")
+    parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
+    parser.add_argument("--epsilon", type=probability, default=EPSILON,
+                        help="probability of a random action")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    save_path = args.save_dir / "save_model" / "mc_value_table.npy"
+    if args.render is None:
+        args.render = display_available()
+        if not args.render:
+            print("no display found: running headless (pass --render on a machine with a display)")
+    elif args.render and not display_available():
+        sys.exit("error: --render needs a display (run with --no-render)")
+    ensure_writable(save_path.parent)
+
+    if args.seed is not None:                   # seeding: one visible block
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+
+    env = Env(render=args.render, delay=args.render_delay)
+    agent = MCAgent(actions=list(range(env.n_actions)), learning_rate=args.learning_rate,
+                    discount_factor=args.discount_factor, epsilon=args.epsilon)
+
+    def save():
+        atomic_write(save_path, lambda tmp: np.save(tmp, agent.value_table))
+        print(f"V table (row, col) saved to {save_path}")
+
+    try:
+        train(env, agent, args.episodes)
+    except KeyboardInterrupt:
+        print("interrupted: saving what has been learned so far")
+        env.close()
+        save()
+        sys.exit(130)
+    env.close()
+    save()
+    path, ending = greedy_path(agent, env)
+    print("greedy path from the start (row, col): "
+          + " -> ".join(f"({y}, {x})" for x, y in path) + f": {ending}")
+
+
+if __name__ == "__main__":
+    main()

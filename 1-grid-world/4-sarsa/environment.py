@@ -1,0 +1,175 @@
+"""The grid world of the Monte Carlo, SARSA and Q-learning chapters.
+
+Five by five cells. The agent (the red square) starts in the top-left cell. Entering the circle ends the
+episode with reward +100, entering a triangle ends it with -100, every other move gives 0. A move that would
+leave the grid leaves the agent where it is. States are [x, y] = [column, row], as in the book.
+
+The dynamics (`reset`, `step`) come first and need no window: `Env()` runs headless at full speed, with no
+sleeps. `Env(render=True)` also opens a Tk window that shows the agent moving and, through
+`print_value_all`, the agent's table: a Q table as four numbers near the edges of every visited cell
+(up, down, left, right), a V table as one number per visited cell.
+
+This file is the same in 3-monte-carlo, 4-sarsa and 5-q-learning except for TITLE (a test checks it),
+so that each folder stays standalone without the copies drifting apart.
+"""
+try:
+    import tkinter as tk
+except ImportError:          # a Python built without Tk: the world still runs headless
+    tk = None
+
+TITLE = "SARSA"
+
+# ---- the world ----
+WIDTH, HEIGHT = 5, 5                        # cells
+START = (0, 0)                              # [x, y] of the agent after reset()
+GOAL = (2, 2)                               # the circle: +100, the episode ends
+TRIANGLES = ((2, 1), (1, 2))                # -100, the episode ends (row 1 col 2, row 2 col 1)
+ACTIONS = ("up", "down", "left", "right")   # action 0, 1, 2, 3: the book's order
+MOVES = ((0, -1), (0, 1), (-1, 0), (1, 0))  # (dx, dy) of each action; y grows downwards
+
+# ---- the drawing ----
+UNIT = 100                                  # pixels per cell
+RENDER_DELAY = 0.06                         # seconds per step while rendering (the book's pace)
+VALUE_FONT = ("Helvetica", 10)
+# where Q(s, up/down/left/right) is written: (dx, dy) from the cell's centre and the side of the text
+# that sits there, so that the numbers stay inside the cell
+EDGE_TEXT = (((0, -46), "n"), ((0, 46), "s"), ((-46, 0), "w"), ((46, 0), "e"))
+V_TEXT = ((0, 46), "s")                     # where V(s) is written
+
+
+class Env:
+    def __init__(self, render=False, delay=RENDER_DELAY):
+        self.width, self.height = WIDTH, HEIGHT
+        self.n_actions = len(ACTIONS)
+        self.state = list(START)
+        self.visited = {START}          # cells the agent has been in: print_value_all shows these
+        self.window = None
+        if render:
+            self._open_window(delay)
+
+    # ---- dynamics: no window needed ----
+
+    # The cell an action leads to; bumping into the border means staying put.
+    def state_after_action(self, state, action):
+        dx, dy = MOVES[action]
+        x = min(max(state[0] + dx, 0), WIDTH - 1)
+        y = min(max(state[1] + dy, 0), HEIGHT - 1)
+        return [x, y]
+
+    # The reward for entering a cell, and whether the episode ends there.
+    def reward_and_done(self, state):
+        cell = tuple(state)
+        if cell == GOAL:
+            return 100, True
+        if cell in TRIANGLES:
+            return -100, True
+        return 0, False
+
+    def reset(self):
+        self.state = list(START)
+        self.visited.add(START)
+        if self.window is not None:
+            self._move_agent_sprite()
+            self.render()
+        return list(self.state)
+
+    def step(self, action):
+        self.state = self.state_after_action(self.state, action)
+        self.visited.add(tuple(self.state))
+        reward, done = self.reward_and_done(self.state)
+        if self.window is not None:
+            self._move_agent_sprite()
+            self.render()
+        return list(self.state), reward, done
+
+    # ---- drawing: only with render=True ----
+
+    @property
+    def rendering(self):
+        return self.window is not None
+
+    def _open_window(self, delay):
+        if tk is None:
+            raise RuntimeError("this Python has no tkinter: run with render=False")
+        self.delay = delay
+        self.window = tk.Tk()
+        self.window.title(TITLE)
+        self.window.resizable(False, False)
+        self.window.protocol("WM_DELETE_WINDOW", self._on_close_button)
+        self.canvas = tk.Canvas(self.window, bg="white", width=WIDTH * UNIT, height=HEIGHT * UNIT,
+                                highlightthickness=0)
+        for column in range(1, WIDTH):
+            self.canvas.create_line(column * UNIT, 0, column * UNIT, HEIGHT * UNIT)
+        for row in range(1, HEIGHT):
+            self.canvas.create_line(0, row * UNIT, WIDTH * UNIT, row * UNIT)
+        for x, y in TRIANGLES:
+            cx, cy = self._centre((x, y))
+            self.canvas.create_polygon(cx, cy - 30, cx - 30, cy + 25, cx + 30, cy + 25,
+                                       fill="#3c8dbc", outline="black", tags="triangle")
+        cx, cy = self._centre(GOAL)
+        self.canvas.create_oval(cx - 30, cy - 30, cx + 30, cy + 30, fill="#f0c419", outline="black",
+                                tags="circle")
+        self.agent_sprite = self.canvas.create_rectangle(0, 0, 0, 0, fill="#e74c3c", outline="black",
+                                                         tags="agent")
+        self._move_agent_sprite()
+        self.canvas.pack()
+        self.value_texts = {}            # (x, y, action or None) -> canvas text item, created on first use
+        self._tick = tk.BooleanVar(master=self.window)
+        self._pending = None
+
+    def _centre(self, cell):
+        return cell[0] * UNIT + UNIT // 2, cell[1] * UNIT + UNIT // 2
+
+    def _move_agent_sprite(self):
+        cx, cy = self._centre(self.state)
+        self.canvas.coords(self.agent_sprite, cx - 20, cy - 20, cx + 20, cy + 20)
+        self.canvas.tag_raise(self.agent_sprite)
+
+    # Show the window's current state, then wait `delay` seconds inside Tk's event loop, which keeps
+    # handling clicks, redraws and the close button meanwhile, so the window never freezes. The timer is
+    # a plain Tcl command (no Python callback), so Ctrl-C reaches the training loop as KeyboardInterrupt.
+    def render(self):
+        if self.window is None:
+            return
+        self.window.update()
+        if self.window is not None and self.delay > 0:
+            self._pending = self.window.tk.call("after", int(self.delay * 1000), "set", str(self._tick), 1)
+            self.window.wait_variable(self._tick)
+            self._pending = None
+
+    # Write the agent's table on the grid: Q (rows, cols, 4) near the four edges of every visited
+    # cell that is not terminal; V (rows, cols) under the middle of every visited cell.
+    def print_value_all(self, table):
+        if self.window is None:
+            return
+        for x, y in self.visited:
+            if len(table.shape) == 2:
+                self._write_value((x, y), None, V_TEXT, table[y][x])
+            elif not self.reward_and_done((x, y))[1]:
+                for action, place in enumerate(EDGE_TEXT):
+                    self._write_value((x, y), action, place, table[y][x][action])
+
+    def _write_value(self, cell, action, place, value):
+        key = (cell[0], cell[1], action)
+        text = f"{round(float(value), 2) + 0.0:.2f}"      # + 0.0 turns -0.0 into 0.0
+        if key not in self.value_texts:
+            cx, cy = self._centre(cell)
+            (dx, dy), anchor = place
+            self.value_texts[key] = self.canvas.create_text(cx + dx, cy + dy, text=text, anchor=anchor,
+                                                            font=VALUE_FONT, tags="value")
+        else:
+            self.canvas.itemconfigure(self.value_texts[key], text=text)
+
+    # The user closed the window: training goes on headless and still saves its table at the end.
+    def _on_close_button(self):
+        print("window closed: going on without rendering")
+        self.close()
+
+    def close(self):
+        if self.window is None:
+            return
+        window, self.window = self.window, None
+        if self._pending is not None:
+            window.tk.call("after", "cancel", self._pending)
+            self._tick.set(True)         # release a render() that is waiting
+        window.destroy()

@@ -1,0 +1,332 @@
+"""Tests of the tabular grid-world chapters: Monte Carlo, SARSA, Q-learning (1-grid-world/3-, 4-, 5-).
+
+Update rules against numbers worked out by hand, epsilon-greedy tie-breaking, learning with fixed seeds,
+determinism of the saved tables, the Tk window under Xvfb, and the scripts run as a user would run them.
+"""
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_module, run_script
+
+CHAPTERS = {   # name: (script, agent class, saved table, window title)
+    "mc": ("1-grid-world/3-monte-carlo/mc_agent.py", "MCAgent", "mc_value_table.npy", "monte carlo"),
+    "sarsa": ("1-grid-world/4-sarsa/sarsa_agent.py", "SARSAgent", "sarsa_q_table.npy", "SARSA"),
+    "q_learning": ("1-grid-world/5-q-learning/q_learning_agent.py", "QLearningAgent",
+                   "q_learning_q_table.npy", "Q Learning"),
+}
+UP, DOWN, LEFT, RIGHT = range(4)
+LEARNING_SEEDS = (0, 1, 3, 5)
+
+
+def chapter(name):
+    script, agent_class, table_name, title = CHAPTERS[name]
+    module = load_module(script)
+    return module, getattr(module, agent_class), table_name, title
+
+
+def new_agent(name, **hyperparameters):
+    module, agent_class, _, _ = chapter(name)
+    return module, agent_class(actions=[UP, DOWN, LEFT, RIGHT], **hyperparameters)
+
+
+def greedy_path_of_table(name, table):
+    module, agent = new_agent(name)
+    env = module.Env()
+    if name == "mc":
+        agent.value_table = table
+        return module.greedy_path(agent, env)
+    return module.greedy_path(table, env)
+
+
+# ---------------------------------------------------------------- the world
+
+def test_environment_files_are_the_same_but_for_the_title():
+    texts = {name: (ROOT / CHAPTERS[name][0]).with_name("environment.py").read_text() for name in CHAPTERS}
+    for name, text in texts.items():
+        assert f'TITLE = "{CHAPTERS[name][3]}"' in text
+    stripped = {text.replace(f'TITLE = "{CHAPTERS[name][3]}"', "TITLE") for name, text in texts.items()}
+    assert len(stripped) == 1, "the three environment.py files have drifted apart"
+
+
+def test_env_dynamics():
+    env = chapter("sarsa")[0].Env()
+    assert env.reset() == [0, 0]
+    assert env.step(UP) == ([0, 0], 0, False)           # bumping into the border: stay put
+    assert env.step(LEFT) == ([0, 0], 0, False)
+    assert env.step(RIGHT) == ([1, 0], 0, False)        # [x, y] = [column, row]
+    assert env.step(DOWN) == ([1, 1], 0, False)
+    assert env.step(DOWN) == ([1, 2], -100, True)       # triangle at row 2, column 1
+    env.reset()
+    for action in (RIGHT, RIGHT, RIGHT, DOWN, DOWN):
+        assert env.step(action)[1:] == (0, False)
+    assert env.step(LEFT) == ([2, 2], 100, True)        # the circle
+    assert env.reward_and_done([2, 1]) == (-100, True)  # the other triangle: row 1, column 2
+    assert env.state_after_action([4, 4], RIGHT) == [4, 4]
+    assert env.state_after_action([4, 4], DOWN) == [4, 4]
+
+
+# ---------------------------------------------------------------- update rules, by hand
+
+def test_sarsa_learn_non_terminal_uses_the_next_action_taken():
+    _, agent = new_agent("sarsa")
+    agent.q_table[0, 0, RIGHT] = 2.0
+    agent.q_table[0, 1] = [1.0, 5.0, -2.0, 3.0]         # Q of the next state [1, 0]
+    agent.learn([0, 0], RIGHT, 0, [1, 0], RIGHT, False)
+    # target = 0 + 0.9 * Q([1, 0], right) = 2.7;  2 + 0.01 * (2.7 - 2) = 2.007 (not the max, 5)
+    assert agent.q_table[0, 0, RIGHT] == pytest.approx(2.007)
+    assert np.count_nonzero(agent.q_table) == 5          # nothing else changed
+
+
+def test_sarsa_learn_terminal_bootstraps_from_zero():
+    _, agent = new_agent("sarsa")
+    agent.q_table[1, 1, DOWN] = -3.0
+    agent.q_table[2, 1] = 50.0                           # must be ignored: the episode ended there
+    agent.learn([1, 1], DOWN, -100, [1, 2], None, True)
+    # -3 + 0.01 * (-100 - (-3)) = -3.97
+    assert agent.q_table[1, 1, DOWN] == pytest.approx(-3.97)
+
+
+def test_q_learning_learn_non_terminal_uses_the_max():
+    _, agent = new_agent("q_learning")
+    agent.q_table[0, 0, RIGHT] = 2.0
+    agent.q_table[0, 1] = [1.0, 5.0, -2.0, 3.0]
+    agent.learn([0, 0], RIGHT, 0, [1, 0], False)
+    # target = 0 + 0.9 * max(1, 5, -2, 3) = 4.5;  2 + 0.01 * (4.5 - 2) = 2.025
+    assert agent.q_table[0, 0, RIGHT] == pytest.approx(2.025)
+
+
+def test_q_learning_learn_terminal_bootstraps_from_zero():
+    _, agent = new_agent("q_learning")
+    agent.q_table[3, 2, UP] = 10.0
+    agent.q_table[2, 2] = 50.0                           # must be ignored
+    agent.learn([2, 3], UP, 100, [2, 2], True)
+    # 10 + 0.01 * (100 - 10) = 10.9
+    assert agent.q_table[3, 2, UP] == pytest.approx(10.9)
+
+
+def test_q_learning_uses_the_books_epsilon():
+    assert new_agent("q_learning")[1].epsilon == 0.1
+    for name in CHAPTERS:
+        agent = new_agent(name)[1]
+        assert (agent.learning_rate, agent.discount_factor, agent.epsilon) == (0.01, 0.9, 0.1)
+
+
+def test_mc_update_first_visit_with_a_repeated_state():
+    _, agent = new_agent("mc")
+    agent.value_table[0, 1] = 1.0
+    # From [0, 0]: right, left, right, right, down onto the triangle at [2, 1]. [1, 0] is entered twice.
+    episode = [([1, 0], 0), ([0, 0], 0), ([1, 0], 0), ([2, 0], 0), ([2, 1], -100)]
+    for state, reward in episode:
+        agent.save_sample(state, reward, reward != 0)
+    agent.update()
+    # Returns, every step, backwards: G = -100, -90, -81, -72.9, -65.61 (first entry of [1, 0]).
+    expected = np.zeros((5, 5))
+    expected[1, 2] = 0.01 * -100                         # -1.0
+    expected[0, 2] = 0.01 * -90                          # -0.9
+    expected[0, 0] = 0.01 * -72.9                        # -0.729
+    expected[0, 1] = 1.0 + 0.01 * (-65.61 - 1.0)         # 0.3339: the FIRST visit's return
+    np.testing.assert_allclose(agent.value_table, expected)
+    assert agent.samples == []
+
+
+def test_mc_look_ahead_uses_the_current_cell_at_the_border():
+    _, agent = new_agent("mc")
+    agent.value_table[0, 0] = 7.0
+    agent.value_table[1, 0] = 2.0
+    agent.value_table[0, 1] = 3.0
+    np.testing.assert_array_equal(agent.possible_next_state([0, 0]), [7.0, 2.0, 7.0, 3.0])
+
+
+# ---------------------------------------------------------------- epsilon-greedy
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_greedy_ties_are_broken_at_random(name):
+    _, agent = new_agent(name, epsilon=0.0)
+    if name == "mc":             # neighbours of [2, 3]: up [2, 2], down [2, 4], left [1, 3], right [3, 3]
+        agent.value_table[2, 2] = agent.value_table[3, 1] = 5.0
+        agent.value_table[4, 2] = 1.0
+        state = [2, 3]
+    else:
+        agent.q_table[3, 2] = [5.0, 1.0, 5.0, 0.0]
+        state = [2, 3]
+    random.seed(0)
+    counts = np.bincount([agent.get_action(state) for _ in range(400)], minlength=4)
+    assert counts[DOWN] == counts[RIGHT] == 0
+    assert counts[UP] > 120 and counts[LEFT] > 120       # both maxima, about half each
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_exploration_takes_every_action(name):
+    _, agent = new_agent(name, epsilon=1.0)
+    agent_table = agent.value_table if name == "mc" else agent.q_table
+    agent_table[...] = np.arange(agent_table.size).reshape(agent_table.shape)   # no ties at all
+    random.seed(0)
+    counts = np.bincount([agent.get_action([2, 3]) for _ in range(400)], minlength=4)
+    assert counts.min() > 60
+
+
+# ---------------------------------------------------------------- learning (the script's main, in process)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", LEARNING_SEEDS)
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_learns_a_safe_greedy_path_in_1000_episodes(name, seed, tmp_path, capsys):
+    module, _, table_name, _ = chapter(name)
+    module.main(["--no-render", "--seed", str(seed), "--save-dir", str(tmp_path)])
+    output = capsys.readouterr().out
+    assert output.count("episode: ") == 1000
+    table = np.load(tmp_path / "save_model" / table_name)
+    assert table.shape == ((5, 5) if name == "mc" else (5, 5, 4))
+    path, ending = greedy_path_of_table(name, table)
+    assert path[-1] == [2, 2] and ending.startswith("reaches the circle"), (path, ending)
+    assert not {(1, 2), (2, 1)} & {tuple(cell) for cell in path}     # no triangle on the way
+    if name != "mc":                                     # the book's MC is only asked to be safe
+        assert len(path) - 1 == 6, ending                # the shortest safe path
+    assert "greedy path from the start (row, col): (0, 0) -> " in output
+
+
+# ---------------------------------------------------------------- the scripts, as a user runs them
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_script_headless_run_saves_the_same_table_for_the_same_seed(name, tmp_path):
+    script, _, table_name, _ = CHAPTERS[name]
+    tables = []
+    for run, seed in enumerate((7, 7, 8)):
+        save_dir = tmp_path / f"run{run}"
+        result = run_script(script, "--episodes", 200, "--seed", seed, "--save-dir", save_dir, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("no display found: running headless")
+        assert "episode: 199 | score: " in result.stdout
+        saved = save_dir / "save_model" / table_name
+        assert f"saved to {saved}" in result.stdout
+        assert "greedy path from the start (row, col): (0, 0)" in result.stdout
+        assert result.stderr == ""
+        assert [p.name for p in saved.parent.iterdir()] == [table_name]   # no temp file left behind
+        tables.append(np.load(saved))
+    np.testing.assert_array_equal(tables[0], tables[1])
+    assert not np.array_equal(tables[0], tables[2])      # the seed matters: the check above can fail
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_script_help_and_bad_input(name, tmp_path):
+    script = CHAPTERS[name][0]
+    result = run_script(script, "--help", timeout=60)
+    assert result.returncode == 0
+    for flag in ("--episodes", "--seed", "--render", "--no-render", "--save-dir", "--learning-rate",
+                 "--discount-factor", "--epsilon"):
+        assert flag in result.stdout
+    for bad in (["--bogus"], ["--episodes", "0"], ["--epsilon", "1.5"]):
+        result = run_script(script, *bad, timeout=60)
+        assert result.returncode == 2, bad
+        assert "Traceback" not in result.stderr
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    result = run_script(script, "--no-render", "--save-dir", a_file, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot write to") and len(result.stderr.splitlines()) == 1
+    result = run_script(script, "--render", "--save-dir", tmp_path, timeout=60)    # no display
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: --render needs a display (run with --no-render)"
+    assert not (tmp_path / "save_model").exists()
+
+
+def test_ctrl_c_saves_the_table_and_exits_130(tmp_path):
+    script, _, table_name, _ = CHAPTERS["sarsa"]
+    child = subprocess.Popen([sys.executable, str(ROOT / script), "--no-render", "--episodes", "10000000",
+                              "--save-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert child.stdout.readline().startswith("episode: 0 |")     # training has started
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err
+    saved = tmp_path / "save_model" / table_name
+    assert f"saved to {saved}" in out
+    assert np.load(saved).shape == (5, 5, 4)
+
+
+# ---------------------------------------------------------------- the window, under Xvfb
+
+def canvas_texts(env):
+    return {key: env.canvas.itemcget(item, "text") for key, item in env.value_texts.items()}
+
+
+@pytest.mark.parametrize("name", ["sarsa", "q_learning"])
+def test_window_shows_q_values_of_visited_cells(name, tk_display):
+    module, agent = new_agent(name)
+    random.seed(3)
+    env = module.Env(render=True, delay=0)
+    try:
+        assert env.window.title() == CHAPTERS[name][3]
+        canvas = env.canvas
+        assert (int(canvas["width"]), int(canvas["height"])) == (500, 500)
+        assert len(canvas.find_withtag("triangle")) == 2 and len(canvas.find_withtag("circle")) == 1
+        module.train(env, agent, 5, quiet=True)
+        # Every visited cell that is not terminal shows its four Q values, as the table has them now.
+        visited = {cell for cell in env.visited if not env.reward_and_done(cell)[1]}
+        assert len(visited) > 1
+        expected = {(x, y, action): f"{round(agent.q_table[y, x, action], 2) + 0.0:.2f}"
+                    for x, y in visited for action in range(4)}
+        assert canvas_texts(env) == expected
+        assert any(text != "0.00" for text in expected.values())    # a real check, not all zeros
+        assert len(canvas.find_withtag("value")) == len(expected)   # refreshed in place, not piled up
+        # The up value sits above the cell's centre, the right value right of it, inside the cell.
+        x, y = next(iter(visited))
+        centre_x, centre_y = x * 100 + 50, y * 100 + 50
+        up_x, up_y = canvas.coords(env.value_texts[(x, y, UP)])
+        right_x, right_y = canvas.coords(env.value_texts[(x, y, RIGHT)])
+        assert up_x == centre_x and y * 100 <= up_y < centre_y
+        assert right_y == centre_y and centre_x < right_x <= x * 100 + 100
+        # The agent's square is drawn on the agent's cell.
+        left, top, right, bottom = canvas.coords(env.agent_sprite)
+        assert ((left + right) / 2, (top + bottom) / 2) == (env.state[0] * 100 + 50, env.state[1] * 100 + 50)
+    finally:
+        env.close()
+
+
+def test_window_shows_mc_values(tk_display):
+    module, agent = new_agent("mc")
+    random.seed(3)
+    env = module.Env(render=True, delay=0)
+    try:
+        assert env.window.title() == "monte carlo"
+        module.train(env, agent, 5, quiet=True)
+        expected = {(x, y, None): f"{round(agent.value_table[y, x], 2) + 0.0:.2f}" for x, y in env.visited}
+        assert canvas_texts(env) == expected
+        assert any(text != "0.00" for text in expected.values())
+    finally:
+        env.close()
+
+
+def test_closing_the_window_while_it_waits_goes_on_headless(tk_display, capsys):
+    module = chapter("sarsa")[0]
+    env = module.Env(render=True, delay=60)              # a step would wait a minute if nothing released it
+    close_button = env.window.protocol("WM_DELETE_WINDOW")
+    env.window.tk.call("after", 10, close_button)       # what the window manager does on a click
+    assert env.step(RIGHT) == ([1, 0], 0, False)
+    assert env.window is None and not env.rendering
+    assert "window closed" in capsys.readouterr().out
+    assert env.step(DOWN) == ([1, 1], 0, False)          # the world goes on, headless
+    env.print_value_all(np.zeros((5, 5, 4)))
+    env.close()
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_script_renders_with_a_display(name, tk_display, tmp_path):
+    script, _, table_name, _ = CHAPTERS[name]
+    result = run_script(script, "--episodes", 3, "--seed", 1, "--render-delay", 0, "--save-dir", tmp_path,
+                        display=tk_display, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "no display" not in result.stdout
+    assert "episode: 2 | score: " in result.stdout
+    assert (tmp_path / "save_model" / table_name).is_file()
