@@ -1,0 +1,366 @@
+"""Advantage actor-critic (A2C) on CartPole (the book's CartPole chapter: 2-cartpole/2-actor-critic).
+
+Two networks learn online, one update after every environment step (TD(0)):
+the critic V(s) estimates how good a state is, and the actor pi(a|s) is the policy it criticises.
+
+    delta        = r + gamma * V(s') - V(s)       (delta = r - V(s) when s' ends the episode by a failure)
+    actor loss   = -log pi(a|s) * delta           (delta, the advantage, is a constant here)
+    critic loss  = delta^2                        (toward the target r + gamma * V(s'), also a constant)
+
+The book's shaping: a real failure (the pole falls or the cart leaves the track) earns -100 instead of +1.
+Gymnasium stops every episode at 500 steps. That time limit is not a failure: it is neither punished nor
+treated as terminal (the target still bootstraps from V(s')), and the score is the true episode length.
+Stop rule: when the mean score of the last 10 episodes exceeds 490, save the weights and stop.
+
+Speed: actions are sampled from a numpy forward pass of the actor on its current weights; the compiled
+training step updates both networks and returns the actor's new weights for it.
+"""
+import argparse
+import importlib.util
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")      # Keras 3 on TensorFlow; set before importing keras
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# --render: an OpenGL-accelerated SDL window segfaulted beside TensorFlow (Mesa, Linux); the small
+# CartPole window needs no acceleration.
+os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
+
+import gymnasium as gym  # noqa: E402
+import keras  # noqa: E402
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HERE = Path(__file__).resolve().parent                    # every path resolves against this folder
+NAME = "cartpole_a2c"
+
+# ---- hyperparameters (the book's values) ----
+DISCOUNT_FACTOR = 0.99
+ACTOR_LEARNING_RATE = 0.001    # Adam
+CRITIC_LEARNING_RATE = 0.005   # Adam
+EPISODES = 1000
+FAILURE_REWARD = -100.0        # reward of a real failure (instead of +1)
+SOLVED_SCORE = 490             # stop rule: the mean of the last SOLVED_WINDOW scores exceeds this
+SOLVED_WINDOW = 10
+
+
+# The book's reward shaping: a real failure costs FAILURE_REWARD; a time-limit stop is an ordinary step.
+def shape_reward(reward, terminated):
+    return FAILURE_REWARD if terminated else float(reward)
+
+
+# ---- the networks: actor 4 -> Dense(24, relu) -> Dense(2, softmax);
+#      critic 4 -> Dense(24, relu) -> Dense(24, relu) -> Dense(1, linear); all he_uniform ----
+def policy_numpy(actor_weights, state):
+    """The actor's forward pass in numpy (same maths as actor(state)); used to act without TensorFlow."""
+    w1, b1, w2, b2 = actor_weights
+    hidden = np.maximum(state @ w1 + b1, 0.0)
+    logits = hidden @ w2 + b2
+    exp = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+    return exp / np.sum(exp, axis=-1, keepdims=True)
+
+
+def split_transitions(rows, state_size):
+    """Columns of transition rows laid out as state | action | reward | next_state | done."""
+    n = state_size
+    return (rows[:, :n], tf.cast(rows[:, n], tf.int32), rows[:, n + 1],
+            rows[:, n + 2:2 * n + 2], rows[:, 2 * n + 2])
+
+
+class A2CAgent:
+    def __init__(self, state_size, action_size):
+        self.state_size = state_size
+        self.action_size = action_size
+
+        self.discount_factor = DISCOUNT_FACTOR
+        self.actor_lr = ACTOR_LEARNING_RATE
+        self.critic_lr = CRITIC_LEARNING_RATE
+
+        self.actor = self.build_actor()
+        self.critic = self.build_critic()
+        # Both networks in one model, only so that they save and load as one weights file.
+        inputs = keras.Input(shape=(state_size,))
+        self.model = keras.Model(inputs, [self.actor(inputs), self.critic(inputs)])
+        self.actor_optimizer = keras.optimizers.Adam(learning_rate=self.actor_lr)
+        self.critic_optimizer = keras.optimizers.Adam(learning_rate=self.critic_lr)
+        self.actor_optimizer.build(self.actor.trainable_variables)
+        self.critic_optimizer.build(self.critic.trainable_variables)
+        # One transition per step, as one float32 row: state | action | reward | next_state | done.
+        self.transition = np.zeros((1, 2 * state_size + 3), dtype=np.float32)
+        # Traced once; calling the concrete function directly skips tf.function's argument matching.
+        self.train_step = tf.function(self._train_step).get_concrete_function(
+            tf.TensorSpec(self.transition.shape, tf.float32))
+        self.actor_weights = self.actor.get_weights()   # numpy copy of the actor, for get_action
+
+    # The policy pi(a|s): one hidden layer of 24 ReLU units, softmax over the actions.
+    def build_actor(self):
+        return keras.Sequential([
+            keras.Input(shape=(self.state_size,)),
+            keras.layers.Dense(24, activation="relu", kernel_initializer="he_uniform"),
+            keras.layers.Dense(self.action_size, activation="softmax", kernel_initializer="he_uniform"),
+        ], name="actor")
+
+    # The state value V(s): two hidden layers of 24 ReLU units, one linear output.
+    def build_critic(self):
+        return keras.Sequential([
+            keras.Input(shape=(self.state_size,)),
+            keras.layers.Dense(24, activation="relu", kernel_initializer="he_uniform"),
+            keras.layers.Dense(24, activation="relu", kernel_initializer="he_uniform"),
+            keras.layers.Dense(1, activation="linear", kernel_initializer="he_uniform"),
+        ], name="critic")
+
+    # Sample an action from pi(.|s).
+    def get_action(self, state):
+        policy = policy_numpy(self.actor_weights, state).astype(np.float64)
+        return int(np.random.choice(self.action_size, p=policy / policy.sum()))
+
+    # target = r + gamma * V(s') (target = r where done, a real failure), advantage = target - V(s).
+    def compute_targets(self, states, rewards, next_states, dones):
+        values = self.critic(states, training=False)[:, 0]
+        next_values = self.critic(next_states, training=False)[:, 0]
+        targets = rewards + (1.0 - dones) * self.discount_factor * next_values
+        return targets, targets - values
+
+    # One online update of both networks from one transition. Returns (actor loss, critic loss).
+    def train_model(self, state, action, reward, next_state, done):
+        n = self.state_size
+        row = self.transition[0]
+        row[:n] = state
+        row[n] = action
+        row[n + 1] = reward
+        row[n + 2:2 * n + 2] = next_state
+        row[2 * n + 2] = done
+        actor_loss, critic_loss, actor_weights = self.train_step(tf.constant(self.transition))
+        self.actor_weights = [w.numpy() for w in actor_weights]
+        return float(actor_loss), float(critic_loss)
+
+    # The compiled step (see __init__): returns both losses and the actor's new weights, for get_action.
+    def _train_step(self, transitions):
+        states, actions, rewards, next_states, dones = split_transitions(transitions, self.state_size)
+        targets, _ = self.compute_targets(states, rewards, next_states, dones)
+        with tf.GradientTape() as tape:
+            values = self.critic(states, training=True)[:, 0]
+            advantages = targets - values                                  # delta
+            policy = self.actor(states, training=True)
+            action_prob = tf.reduce_sum(policy * tf.one_hot(actions, self.action_size), axis=1)
+            log_prob = tf.math.log(tf.clip_by_value(action_prob, 1e-7, 1.0))
+            actor_loss = -tf.reduce_mean(log_prob * tf.stop_gradient(advantages))
+            critic_loss = tf.reduce_mean(tf.square(advantages))
+            # The actor loss does not depend on the critic's weights nor the critic loss on the actor's,
+            # so one gradient of their sum gives each network its own gradient.
+            total_loss = actor_loss + critic_loss
+        actor_vars = self.actor.trainable_variables
+        critic_vars = self.critic.trainable_variables
+        gradients = tape.gradient(total_loss, actor_vars + critic_vars)
+        self.actor_optimizer.apply_gradients(zip(gradients[:len(actor_vars)], actor_vars))
+        self.critic_optimizer.apply_gradients(zip(gradients[len(actor_vars):], critic_vars))
+        return actor_loss, critic_loss, [tf.identity(variable) for variable in actor_vars]
+
+    # The most probable action (no sampling), for --play.
+    def get_greedy_action(self, state):
+        return int(np.argmax(policy_numpy(self.actor_weights, state)))
+
+    def load(self, path):
+        load_weights(self.model, path, f"train one with: python {Path(__file__).name}")
+        self.actor_weights = self.actor.get_weights()
+
+
+# ---- plumbing: saving, loading, arguments, graph (the same in every chapter; safe to skip) ----
+def atomic_write(path, write):
+    """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png)
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_writable(folder):
+    """Fail before training, in one line, if artefacts could not be saved."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        sys.exit(f"error: cannot write to {folder}: {error.strerror}")
+
+
+def load_weights(model, path, how_to_make):
+    try:
+        model.load_weights(path)
+    except Exception as error:            # missing, truncated, wrong architecture
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
+
+
+def save_graph(path, scores):
+    def write(tmp):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        ax.plot(range(1, len(scores) + 1), scores, "b")
+        ax.set_xlabel("episode")
+        ax.set_ylabel("score (steps balanced)")
+        ax.set_title("CartPole A2C")
+        fig.savefig(tmp, format="png", dpi=80)
+        plt.close(fig)
+    atomic_write(path, write)
+
+
+def summary_writer(folder):
+    """A TensorBoard writer, or None (with a one-line note) when the tensorboard package is missing."""
+    if importlib.util.find_spec("tensorboard") is None:
+        print("tensorboard is not installed (pip install tensorboard): no TensorBoard scalars this run")
+        return None
+    return tf.summary.create_file_writer(str(folder))
+
+
+def log_scalars(writer, step, **scalars):
+    if writer is not None:
+        with writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+
+
+def make_env(render):
+    """CartPole-v1; with --render the gymnasium window, or a one-line note and headless if it cannot open."""
+    if render and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                            or os.environ.get("WAYLAND_DISPLAY")):
+        print("no display found: running headless (pass --render on a machine with a display)")
+        render = False
+    if render:
+        env = gym.make("CartPole-v1", render_mode="human")
+        try:
+            env.reset()                   # opens the window (needs pygame and a display)
+            return env
+        except Exception as error:
+            env.close()
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"cannot open the CartPole window ({reason}): running headless")
+    return gym.make("CartPole-v1")
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    hyperparameters = (f"book hyperparameters: gamma {DISCOUNT_FACTOR}, actor Adam lr {ACTOR_LEARNING_RATE}, "
+                       f"critic Adam lr {CRITIC_LEARNING_RATE}, one update per step, failure reward "
+                       f"{FAILURE_REWARD:g}, stop when the mean of the last {SOLVED_WINDOW} scores > "
+                       f"{SOLVED_SCORE}.")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=hyperparameters)
+    parser.add_argument("--episodes", type=positive_int, default=None, metavar="N",
+                        help=f"training episodes (default {EPISODES}); with --play, games to play (default 10)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="random seed (default: none, a new run each time)")
+    parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
+                        help="show the gymnasium window (needs pygame and a display; slows training to 50 fps)")
+    parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
+                        help="folder for save_model/, save_graph/ and summary/ (default: this script's folder)")
+    parser.add_argument("--load", type=Path, default=None, metavar="PATH",
+                        help="start training from these weights; with --play, the weights to play")
+    parser.add_argument("--play", action="store_true",
+                        help=f"play greedily without training, with save_model/{NAME}_trained.weights.h5 "
+                             "(or --load PATH)")
+    return parser.parse_args(argv)
+
+
+# ---- training loop ----
+if __name__ == "__main__":
+    args = parse_args()
+    if args.seed is not None:
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        keras.utils.set_random_seed(args.seed)
+
+    env = make_env(args.render)
+    state_size = int(env.observation_space.shape[0])
+    action_size = int(env.action_space.n)
+    agent = A2CAgent(state_size, action_size)
+
+    if args.play:
+        agent.load(args.load or HERE / "save_model" / f"{NAME}_trained.weights.h5")
+        episodes = args.episodes or 10
+        scores = []
+        for e in range(1, episodes + 1):
+            state, _ = env.reset(seed=args.seed if e == 1 else None)
+            score, done = 0, False
+            while not done:
+                state, reward, terminated, truncated, _ = env.step(agent.get_greedy_action(state))
+                score += reward
+                done = terminated or truncated
+            scores.append(score)
+            print(f"episode: {e} | score: {score:.1f}")
+        print(f"mean score: {np.mean(scores):.1f} over {episodes} episodes")
+        env.close()
+        sys.exit(0)
+
+    save_dir = args.save_dir.resolve()
+    for folder in ("save_model", "save_graph", "summary"):
+        ensure_writable(save_dir / folder)
+    weights_path = save_dir / "save_model" / f"{NAME}.weights.h5"
+    graph_path = save_dir / "save_graph" / f"{NAME}.png"
+    if args.load:
+        agent.load(args.load)
+        print(f"loaded {args.load}")
+    writer = summary_writer(save_dir / "summary" / NAME)
+    episodes = args.episodes or EPISODES
+
+    def save_all():
+        atomic_write(weights_path, agent.model.save_weights)
+        save_graph(graph_path, scores)
+        print(f"weights: {weights_path}\ngraph: {graph_path}\n"
+              f"tensorboard: tensorboard --logdir {save_dir / 'summary'}")
+
+    scores, total_steps, solved = [], 0, False
+    start = time.perf_counter()
+    try:
+        for e in range(1, episodes + 1):
+            state, _ = env.reset(seed=args.seed if e == 1 else None)
+            score, actor_losses, critic_losses, done = 0, [], [], False
+            while not done:
+                action = agent.get_action(state)
+                next_state, reward, terminated, truncated, _ = env.step(action)
+                score += reward                           # the true episode length
+                # Only a real failure ends the return; a 500-step time limit still bootstraps from V(s').
+                actor_loss, critic_loss = agent.train_model(
+                    state, action, shape_reward(reward, terminated), next_state, terminated)
+                actor_losses.append(actor_loss)
+                critic_losses.append(critic_loss)
+                state = next_state
+                done = terminated or truncated
+                total_steps += 1
+
+            scores.append(score)
+            mean_recent = float(np.mean(scores[-SOLVED_WINDOW:]))
+            print(f"episode: {e} | score: {score:.1f} | mean of last {SOLVED_WINDOW}: {mean_recent:.1f}")
+            log_scalars(writer, e, score=score, mean_score_last_10=mean_recent,
+                        actor_loss=float(np.mean(actor_losses)), critic_loss=float(np.mean(critic_losses)))
+            if e % 10 == 0:                               # a redraw costs more than a short episode
+                save_graph(graph_path, scores)
+            if len(scores) >= SOLVED_WINDOW and mean_recent > SOLVED_SCORE:
+                solved = True
+                break
+    except KeyboardInterrupt:
+        print(f"\ninterrupted at episode {len(scores) + 1}: saving")
+        save_all()
+        sys.exit(130)
+
+    seconds = time.perf_counter() - start
+    if solved:
+        print(f"solved at episode {len(scores)} ({total_steps} env steps, {seconds:.1f} s of training)")
+    else:
+        print(f"not solved in {episodes} episodes ({total_steps} env steps, {seconds:.1f} s of training)")
+    save_all()
+    env.close()

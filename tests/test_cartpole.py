@@ -1,0 +1,270 @@
+"""CartPole DQN and A2C: update rules against hand-computed numbers, the replay memory, the target network,
+seeding, a learning run, the shipped weights, and the command line (smoke runs, bad input, Ctrl-C)."""
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_module, run_script
+
+DQN = "2-cartpole/1-dqn/cartpole_dqn.py"
+A2C = "2-cartpole/2-actor-critic/cartpole_a2c.py"
+SHIPPED = {DQN: ROOT / "2-cartpole/1-dqn/save_model/cartpole_dqn_trained.weights.h5",
+           A2C: ROOT / "2-cartpole/2-actor-critic/save_model/cartpole_a2c_trained.weights.h5"}
+# TensorFlow's C++ start-up lines on stderr (not ours): skipped when counting the lines a script printed.
+TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} )")
+
+
+def our_stderr_lines(completed):
+    return [line for line in completed.stderr.splitlines() if line.strip() and not TF_NOISE.match(line)]
+
+
+def episode_lines(completed):
+    return [line for line in completed.stdout.splitlines() if line.startswith("episode:")]
+
+
+@pytest.fixture(scope="module")
+def dqn():
+    return load_module(DQN)
+
+
+@pytest.fixture(scope="module")
+def a2c():
+    return load_module(A2C)
+
+
+def first_layer_readout(model, out_kernel, out_bias):
+    """Weights for which the network outputs out_bias + out_kernel * relu(relu(s[0])):
+    hidden unit 0 of every hidden layer carries relu(s[0]); every other weight is zero."""
+    weights = [np.zeros_like(w) for w in model.get_weights()]
+    for kernel in range(0, len(weights) - 2, 2):
+        weights[kernel][0, 0] = 1.0
+    weights[-2][0, :] = out_kernel
+    weights[-1][:] = out_bias
+    model.set_weights(weights)
+
+
+# ---- DQN ----
+def test_dqn_targets_terminal_truncated_and_ordinary(dqn):
+    agent = dqn.DQNAgent(4, 2)
+    # Q_target(s') = [0.5 + 2 relu(s'0), 1 - relu(s'0)]
+    first_layer_readout(agent.target_model, [2.0, -1.0], [0.5, 1.0])
+    next_states = np.array([[1.0, 0, 0, 0],      # ordinary step:   Q' = [2.5, 0.0]
+                            [-1.0, 0, 0, 0],     # 500-step limit:  Q' = [0.5, 1.0]
+                            [1.0, 0, 0, 0]],     # pole fell:       nothing follows
+                           dtype=np.float32)
+    terminated = [False, False, True]            # the truncated step is not terminated
+    rewards = np.array([dqn.shape_reward(1.0, t) for t in terminated], dtype=np.float32)
+    dones = np.array(terminated, dtype=np.float32)
+    targets = agent.compute_targets(rewards, next_states, dones).numpy()
+    np.testing.assert_allclose(targets, [1 + 0.99 * 2.5, 1 + 0.99 * 1.0, -100.0], rtol=1e-6)
+
+
+def test_dqn_numpy_forward_pass_matches_the_network(dqn):
+    agent = dqn.DQNAgent(4, 2)
+    states = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_allclose(dqn.q_values_numpy(agent.weights, states),
+                               agent.model(states).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_dqn_training_step_moves_q_toward_the_target_and_refreshes_acting_weights(dqn):
+    agent = dqn.DQNAgent(4, 2)
+    agent.epsilon = 0.5
+    first_layer_readout(agent.target_model, [0.0, 0.0], [0.0, 0.0])      # targets = rewards
+    state = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    for _ in range(agent.batch_size):
+        agent.append_sample(state, 1, 5.0, state, True)
+    before = agent.model(state[None]).numpy()[0]
+    for _ in range(20):
+        agent.train_model()
+    after = agent.model(state[None]).numpy()[0]
+    assert abs(after[1] - 5.0) < abs(before[1] - 5.0)
+    np.testing.assert_allclose(dqn.q_values_numpy(agent.weights, state), after, rtol=1e-5, atol=1e-5)
+    assert agent.epsilon == pytest.approx(0.5 * 0.999 ** 20)
+
+
+def test_replay_memory_wraps_around_and_samples_without_replacement(dqn):
+    memory = dqn.ReplayMemory(3, state_size=4)
+    for t in range(5):                             # transitions 3 and 4 overwrite 0 and 1
+        memory.append(np.full(4, t), t % 2, float(t), np.full(4, t + 0.5), t == 4)
+    assert len(memory) == 3
+    assert memory.next_index == 2
+    np.testing.assert_array_equal(memory.rows[:, 5], [3.0, 4.0, 2.0])            # rewards
+    np.testing.assert_array_equal(memory.rows[0], [3, 3, 3, 3, 1, 3, 3.5, 3.5, 3.5, 3.5, 0])
+    np.testing.assert_array_equal(memory.rows[1, -1], 1.0)                        # done of t = 4
+    batch = memory.sample(3)
+    assert sorted(batch[:, 5]) == [2.0, 3.0, 4.0]                                 # each row once
+    assert set(memory.sample(2)[:, 5]) <= {2.0, 3.0, 4.0}
+    with pytest.raises(ValueError):
+        memory.sample(4)
+
+
+def same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+def test_target_network_is_a_copy_not_a_reference(dqn):
+    agent = dqn.DQNAgent(4, 2)
+    assert same_weights(agent.model, agent.target_model)                # copied at the start
+    rng = np.random.default_rng(1)
+    for _ in range(agent.batch_size):
+        agent.append_sample(rng.normal(size=4), int(rng.integers(2)), 1.0, rng.normal(size=4), False)
+    agent.train_model()
+    assert not same_weights(agent.model, agent.target_model)            # training moves only the online network
+    agent.update_target_model()
+    assert same_weights(agent.model, agent.target_model)
+
+
+# ---- A2C ----
+def test_a2c_advantage_and_targets(a2c):
+    agent = a2c.A2CAgent(4, 2)
+    first_layer_readout(agent.critic, [2.0], [0.5])             # V(s) = 0.5 + 2 relu(s0)
+    states = np.array([[0.0, 0, 0, 0], [0.0, 0, 0, 0], [1.0, 0, 0, 0]], dtype=np.float32)   # V 0.5 0.5 2.5
+    next_states = np.array([[1.0, 0, 0, 0], [1.0, 0, 0, 0], [-3.0, 0, 0, 0]], dtype=np.float32)  # 2.5 2.5 0.5
+    terminated = [False, False, True]      # ordinary step, the 500-step limit (not terminal), pole fell
+    rewards = np.array([a2c.shape_reward(1.0, t) for t in terminated], dtype=np.float32)
+    targets, advantages = agent.compute_targets(states, rewards, next_states,
+                                                np.array(terminated, dtype=np.float32))
+    np.testing.assert_allclose(targets.numpy(), [1 + 0.99 * 2.5, 1 + 0.99 * 2.5, -100.0], rtol=1e-6)
+    np.testing.assert_allclose(advantages.numpy(), [3.475 - 0.5, 3.475 - 0.5, -100.0 - 2.5], rtol=1e-6)
+
+
+def test_a2c_update_follows_the_sign_of_the_advantage(a2c):
+    agent = a2c.A2CAgent(4, 2)
+    state = np.array([0.3, -0.2, 0.1, 0.05], dtype=np.float32)
+    policy_before = a2c.policy_numpy(agent.actor_weights, state)
+    value_before = float(agent.critic(state[None])[0, 0])
+    agent.train_model(state, 0, 50.0, state, True)     # target 50 > V(s): a good action
+    policy_after = a2c.policy_numpy(agent.actor_weights, state)
+    assert policy_after[0] > policy_before[0]
+    assert abs(float(agent.critic(state[None])[0, 0]) - 50.0) < abs(value_before - 50.0)
+    agent.train_model(state, 0, -100.0, state, True)   # a failure: now it is a bad action
+    assert a2c.policy_numpy(agent.actor_weights, state)[0] < policy_after[0]
+    np.testing.assert_allclose(a2c.policy_numpy(agent.actor_weights, state[None]),
+                               agent.actor(state[None]).numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ---- the scripts ----
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_smoke_run_saves_everything_and_the_same_seed_repeats(script, tmp_path):
+    name = script.rsplit("/", 1)[1][:-3]
+    runs = [run_script(script, "--episodes", "4", "--seed", "3", "--save-dir", tmp_path / folder, timeout=180)
+            for folder in ("a", "b")]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+        assert "not solved in 4 episodes" in done.stdout
+    assert len(episode_lines(runs[0])) == 4
+    assert episode_lines(runs[0]) == episode_lines(runs[1])          # same seed, same episodes
+    assert (tmp_path / "a/save_model" / f"{name}.weights.h5").stat().st_size > 0
+    assert (tmp_path / "a/save_graph" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.rglob(".tmp-*"))
+    if importlib.util.find_spec("tensorboard"):
+        assert list((tmp_path / "a/summary" / name).glob("events.out.tfevents.*"))
+    else:
+        assert "tensorboard is not installed" in runs[0].stdout
+
+
+@pytest.mark.slow
+def test_dqn_reaches_the_stop_rule(tmp_path):
+    done = run_script(DQN, "--seed", "6", "--save-dir", tmp_path, timeout=300)   # 109 episodes here
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^solved at episode \d+", done.stdout, re.M), done.stdout[-2000:]
+    scores = [float(re.search(r"score: ([\d.]+)", line)[1]) for line in episode_lines(done)]
+    assert np.mean(scores[-10:]) > 490
+    assert (tmp_path / "save_model/cartpole_dqn.weights.h5").stat().st_size > 0
+
+
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_shipped_weights_play_well(script):
+    done = run_script(script, "--play", "--no-render", "--episodes", "100", "--seed", "0", timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert len(episode_lines(done)) == 100
+    mean = float(re.search(r"^mean score: ([\d.]+) over 100 episodes$", done.stdout, re.M)[1])
+    assert mean >= 475
+
+
+def test_missing_weights_exit_1_with_one_line(tmp_path):
+    missing = tmp_path / "missing.weights.h5"
+    done = run_script(A2C, "--play", "--load", missing, timeout=180)
+    assert done.returncode == 1
+    lines = our_stderr_lines(done)
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot load weights from {missing}"), done.stderr
+    assert "episode:" not in done.stdout
+
+
+@pytest.mark.parametrize("script, weights", [
+    (DQN, lambda tmp: tmp / "missing.weights.h5"),
+    (DQN, lambda tmp: truncate_copy(SHIPPED[DQN], tmp / "truncated.weights.h5")),
+    (A2C, lambda tmp: truncate_copy(SHIPPED[A2C], tmp / "truncated.weights.h5")),
+    (A2C, lambda tmp: SHIPPED[DQN]),                       # the other network's weights
+    (DQN, lambda tmp: SHIPPED[A2C]),
+], ids=["missing", "truncated-dqn", "truncated-a2c", "dqn-into-a2c", "a2c-into-dqn"])
+def test_bad_weights_are_one_line_errors(script, weights, tmp_path, dqn, a2c):
+    module = dqn if script == DQN else a2c
+    agent = module.DQNAgent(4, 2) if script == DQN else module.A2CAgent(4, 2)
+    path = weights(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        agent.load(path)
+    message = exit_info.value.code           # sys.exit(message): printed to stderr, exit status 1
+    assert isinstance(message, str) and "\n" not in message
+    assert message.startswith(f"error: cannot load weights from {path} (") and "train one with" in message
+
+
+def truncate_copy(source, target):
+    target.write_bytes(source.read_bytes()[:2000])
+    return target
+
+
+def test_unwritable_save_dir_is_a_one_line_error(tmp_path, a2c):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        a2c.ensure_writable(blocker / "save_model")
+    assert str(exit_info.value.code).startswith("error: cannot write to")
+
+
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_help_documents_the_hyperparameters_and_bad_flags_exit_2(script, capsys, dqn, a2c):
+    module = dqn if script == DQN else a2c
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--play" in out and "--save-dir" in out and "book hyperparameters: gamma 0.99" in out
+    for bad in (["--no-such-flag"], ["--episodes", "0"], ["--seed", "one"]):
+        with pytest.raises(SystemExit) as exit_info:
+            module.parse_args(bad)
+        assert exit_info.value.code == 2
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    assert module.parse_args([]).episodes is None and module.parse_args([]).render is False
+
+
+def test_ctrl_c_saves_and_exits_130(tmp_path):
+    # Resuming from the shipped weights (--load) also runs the resume path: long episodes, epsilon 0.01.
+    process = subprocess.Popen([sys.executable, str(ROOT / DQN), "--seed", "0", "--save-dir", str(tmp_path),
+                                "--load", str(SHIPPED[DQN])],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
+                               env={**{k: v for k, v in os.environ.items() if k != "DISPLAY"},
+                                    "PYTHONUNBUFFERED": "1"})
+    try:
+        output = []
+        for line in process.stdout:                # wait until it is training, then press Ctrl-C
+            output.append(line)
+            if line.startswith("episode: 2 "):
+                process.send_signal(signal.SIGINT)
+                break
+        output.append(process.stdout.read())
+        assert process.wait(timeout=60) == 130
+    finally:
+        process.kill()
+        process.wait()
+    output = "".join(output)
+    assert "epsilon starts at 0.01" in output
+    assert "interrupted at episode" in output
+    assert (tmp_path / "save_model/cartpole_dqn.weights.h5").stat().st_size > 0
+    assert (tmp_path / "save_graph/cartpole_dqn.png").read_bytes()[:4] == b"\x89PNG"
