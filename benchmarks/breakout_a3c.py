@@ -1,0 +1,170 @@
+"""Throughput of the threaded A3C (3-atari/2-breakout-a3c/breakout_a3c.py): total agent steps per second for
+1, 2, 4 and 8 actor-learner threads with a fixed step budget, and where one step's time goes.
+
+    python benchmarks/breakout_a3c.py                 # budget 4000 agent steps per thread count
+    python benchmarks/breakout_a3c.py --steps 8000 --threads 1 2 4 8 --repeats 5
+
+Part 1 runs the real training (A3CAgent.train, untouched) and measures the rate in steady state: from the moment
+a quarter of the budget is done to the end (model building and the first XLA compilations are left out).
+Part 2 replays one actor-learner's loop in the main thread with a CPU-time clock around each piece.
+Columns: agent steps/s (wall clock), CPU ms per step (process CPU time / steps: what a step costs, whoever else
+uses the machine), cores busy (CPU time / wall time: how much of the 2 cores this process actually got).
+The machine's load (uptime) is printed before and after: timings on a shared machine are only as good as that.
+"""
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "3-atari" / "2-breakout-a3c" / "breakout_a3c.py"
+
+
+def load_a3c():
+    spec = importlib.util.spec_from_file_location("breakout_a3c", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_average():
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def steady_rate(a3c, threads, steps, save_dir):
+    """Train with `threads` threads for `steps` agent steps; steps/s between 25 % of the budget and the end."""
+    agent = a3c.A3CAgent(threads=threads, save_dir=save_dir, seed=0, verbose=False)
+    samples, done = [], threading.Event()
+
+    def watch():                                  # cheap observer: one read every 50 ms
+        while not done.wait(0.05):
+            samples.append((time.perf_counter(), time.process_time(), agent.total_steps))
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    agent.train(max_steps=steps, save_every=float("inf"), summaries=False)
+    end = (time.perf_counter(), time.process_time(), agent.total_steps)
+    done.set()
+    watcher.join()
+    start = next((s for s in samples if s[2] >= steps // 4), samples[0] if samples else end)
+    wall, cpu, done_steps = end[0] - start[0], end[1] - start[1], end[2] - start[2]
+    return {"steps/s": done_steps / max(wall, 1e-9), "cpu ms/step": 1000 * cpu / max(done_steps, 1),
+            "cores": cpu / max(wall, 1e-9), "with start-up": agent.total_steps / agent.train_seconds}
+
+
+def step_breakdown(a3c, steps, save_dir):
+    """One actor-learner's loop, in the main thread, with a CPU-time clock around each piece (ms per agent
+    step). CPU time (of the whole process, TensorFlow's own threads included) is what a piece costs; wall time
+    on a shared machine also counts the time others held the cores."""
+    import numpy as np
+    agent = a3c.A3CAgent(threads=1, save_dir=save_dir, seed=0, verbose=False)
+    worker = a3c.Agent(agent, 0)
+    env = a3c.make_env()
+    cost = dict.fromkeys(["env.step (emulator, 4 frames)", "pre_processing (max, resize)",
+                          "history + sample bookkeeping", "get_action (compiled act + sampling)",
+                          "bootstrap V(next state) (per step)", "k-step returns (per step)",
+                          "compute_gradients at θ' (per step)", "apply_and_sync under the lock (per step)"], 0.0)
+    names = list(cost)
+    clock = time.process_time
+    observe, history, lives = worker.reset_env(env)
+    for step in range(steps + 200):
+        if step == 200:                             # warm-up done (first update's XLA compile included)
+            cost = dict.fromkeys(names, 0.0)
+        t0 = clock()
+        action, policy = worker.get_action(history)
+        t1 = clock()
+        next_observe, reward, terminated, truncated, info = env.step(a3c.ACTIONS[action])
+        t2 = clock()
+        frame = a3c.pre_processing(next_observe, observe)
+        t3 = clock()
+        observe = next_observe
+        next_history = np.concatenate([history[..., 1:], frame[None, :, :, None]], axis=3)
+        dead = info["lives"] < lives
+        lives = info["lives"]
+        worker.append_sample(history, action, float(np.clip(reward, -1.0, 1.0)))
+        t4 = clock()
+        cost[names[3]] += t1 - t0
+        cost[names[0]] += t2 - t1
+        cost[names[1]] += t3 - t2
+        cost[names[2]] += t4 - t3
+        if dead or terminated or truncated or worker.n_samples == worker.t_max:
+            # train_model, taken apart so that each piece is timed
+            n, done_ = worker.n_samples, dead or terminated
+            u0 = clock()
+            next_value = 0.0 if done_ else float(worker.act(a3c.tf.constant(next_history))[1])
+            u1 = clock()
+            returns = a3c.discount_rewards(worker.rewards[:n], done_, next_value, agent.gamma)
+            u2 = clock()
+            grads = worker.compute_gradients(a3c.tf.constant(worker.states[:n]),
+                                             a3c.tf.constant(worker.actions[:n]), a3c.tf.constant(returns))
+            u3 = clock()
+            with agent.lock:
+                worker.apply_and_sync(grads)
+            u4 = clock()
+            worker.n_samples = 0
+            cost[names[4]] += u1 - u0
+            cost[names[5]] += u2 - u1
+            cost[names[6]] += u3 - u2
+            cost[names[7]] += u4 - u3
+        if terminated or truncated:
+            observe, history, lives = worker.reset_env(env)
+        elif dead:
+            observe, *_ = env.step(a3c.FIRE)
+            history = np.repeat(a3c.pre_processing(observe, observe)[None, :, :, None], 4, axis=3)
+        else:
+            history = next_history
+    env.close()
+    return {name: 1000.0 * seconds / steps for name, seconds in cost.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4000, help="agent steps per thread count")
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2, 4, 8],
+                        help="thread counts to measure (none: only the per-step breakdown)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per thread count (median kept)")
+    parser.add_argument("--breakdown-steps", type=int, default=2000)
+    args = parser.parse_args()
+
+    a3c = load_a3c()
+    print(f"{os.cpu_count()} CPUs; before: {load_average()}")
+    runs = {threads: [] for threads in args.threads}
+    with tempfile.TemporaryDirectory() as save_dir:
+        for _ in range(args.repeats):              # interleaved, so a burst of outside load hits every row
+            for threads in args.threads:
+                result = steady_rate(a3c, threads, args.steps, save_dir)
+                runs[threads].append(result)
+                print(f"  {threads} threads: {result['steps/s']:.0f} steps/s, {result['cpu ms/step']:.2f} CPU ms/step"
+                      f" ({load_average()})", flush=True)
+        breakdown = step_breakdown(a3c, args.breakdown_steps, save_dir)
+    print(f"after: {load_average()}\n")
+    if args.threads:
+        median = {threads: {key: statistics.median(r[key] for r in results) for key in results[0]}
+                  for threads, results in runs.items()}
+        base = median[args.threads[0]]["steps/s"]
+        print(f"median of {args.repeats} interleaved runs of {args.steps} agent steps each:\n")
+        print("| threads | agent steps/s | vs 1 thread | CPU ms per step | cores busy | steps/s incl. start-up |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for threads, m in median.items():
+            print(f"| {threads} | {m['steps/s']:.0f} | {m['steps/s'] / base:.2f}× | {m['cpu ms/step']:.2f} | "
+                  f"{m['cores']:.2f} | {m['with start-up']:.0f} |")
+    total = sum(breakdown.values())
+    print(f"\nOne actor-learner alone, {args.breakdown_steps} steps (CPU ms per agent step):\n")
+    print("| piece | CPU ms/step | share |")
+    print("|---|---:|---:|")
+    for name, ms in breakdown.items():
+        print(f"| {name} | {ms:.3f} | {100 * ms / total:.0f} % |")
+    print(f"| total | {total:.3f} | ≈ {1000 / total:.0f} steps per CPU-second |")
+
+
+if __name__ == "__main__":
+    main()

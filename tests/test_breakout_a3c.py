@@ -1,0 +1,156 @@
+"""Breakout A3C: the update rule against hand-computed numbers, thread-safe global updates, and smoke runs of
+breakout_a3c.py and play_a3c_model.py (training writes weights and summaries; the play script loads them)."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from conftest import ROOT, load_module, run_script
+
+TRAIN = "3-atari/2-breakout-a3c/breakout_a3c.py"
+PLAY = "3-atari/2-breakout-a3c/play_a3c_model.py"
+
+
+@pytest.fixture(scope="module")
+def a3c():
+    return load_module(TRAIN)
+
+
+def test_k_step_returns_after_a_lost_life_start_from_zero(a3c):
+    returns = a3c.discount_rewards(np.array([1.0, 0.0, 1.0]), done=True, next_value=5.0, gamma=0.99)
+    # R2 = 1;  R1 = 0 + 0.99·1 = 0.99;  R0 = 1 + 0.99·0.99 = 1.9801  (next_value ignored at a terminal)
+    np.testing.assert_allclose(returns, [1.9801, 0.99, 1.0], rtol=1e-6)
+
+
+def test_k_step_returns_bootstrap_from_the_next_state(a3c):
+    returns = a3c.discount_rewards(np.array([1.0, 0.0, 1.0]), done=False, next_value=2.0, gamma=0.99)
+    # R2 = 1 + 0.99·2 = 2.98;  R1 = 0.99·2.98 = 2.9502;  R0 = 1 + 0.99·2.9502 = 3.920698
+    np.testing.assert_allclose(returns, [3.920698, 2.9502, 2.98], rtol=1e-6)
+
+
+def test_losses_and_advantages_match_hand_computed_numbers(a3c):
+    policy = np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]], dtype=np.float32)
+    value = np.array([1.0, 0.5], dtype=np.float32)
+    actions = np.array([0, 1], dtype=np.int32)
+    returns = np.array([2.0, 0.0], dtype=np.float32)
+    policy_loss, value_loss, entropy, advantages = a3c.a3c_losses(policy, value, actions, returns, 0.01)
+    # A = R − V = [1, −0.5].  H = [1.039721, 0.639032] (nats).
+    # per step: −log π(a|s)·A − 0.01·H = [0.693147 − 0.010397, −0.111572 − 0.006390] = [0.682750, −0.117962]
+    np.testing.assert_allclose(np.asarray(advantages), [1.0, -0.5], rtol=1e-6)
+    np.testing.assert_allclose(float(entropy), (1.039721 + 0.639032) / 2, rtol=1e-5)
+    np.testing.assert_allclose(float(policy_loss), (0.682750 - 0.117962) / 2, rtol=1e-5)
+    np.testing.assert_allclose(float(value_loss), (1.0 + 0.25) / 2, rtol=1e-6)
+
+
+def test_entropy_bonus_pushes_towards_a_uniform_policy(a3c):
+    import tensorflow as tf
+    logits = tf.Variable([[3.0, 0.0, -1.0]])
+    value = tf.constant([0.7])
+    returns = tf.constant([0.7])                  # advantage 0: only the entropy term is left
+    with tf.GradientTape() as tape:
+        policy = tf.nn.softmax(logits)
+        policy_loss, _, entropy_before, _ = a3c.a3c_losses(policy, value, tf.constant([0]), returns, 0.01)
+    assert float(policy_loss) == pytest.approx(-0.01 * float(entropy_before), rel=1e-5)  # −β·H, a bonus
+    logits.assign_sub(10.0 * tape.gradient(policy_loss, logits))   # one gradient-descent step on the loss
+    entropy_after = -tf.reduce_sum(tf.nn.softmax(logits) * tf.math.log(tf.nn.softmax(logits)))
+    assert float(entropy_after) > float(entropy_before)
+
+
+def test_pre_processing_takes_the_max_of_two_frames(a3c):
+    first = np.zeros((210, 160), dtype=np.uint8)
+    second = np.zeros((210, 160), dtype=np.uint8)
+    first[:, :80], second[:, 80:] = 200, 100
+    frame = a3c.pre_processing(second, first)
+    assert frame.shape == (84, 84) and frame.dtype == np.uint8
+    assert frame[:, :40].min() == 200 and frame[:, 44:].min() == 100
+
+
+def test_two_threads_update_the_global_network_exactly_once_per_rollout(a3c, tmp_path):
+    agent = a3c.A3CAgent(threads=2, t_max=5, save_dir=tmp_path, seed=0, verbose=False)
+    workers = [a3c.Agent(agent, index) for index in range(2)]
+    before = [w.numpy().copy() for w in agent.model.weights]
+    iterations_before = int(agent.optimizer.iterations.numpy())
+    updates_per_thread, rollout = 6, 5
+    start = threading.Barrier(2)
+
+    def learn(worker):
+        rng = np.random.default_rng(worker.index)
+        start.wait()
+        for _ in range(updates_per_thread):
+            for _ in range(rollout):
+                history = rng.integers(0, 255, (1, 84, 84, 4), dtype=np.uint8)
+                worker.append_sample(history, int(rng.integers(3)), float(rng.choice([0.0, 1.0])))
+            worker.train_model(history, done=False)
+
+    threads = [threading.Thread(target=learn, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert int(agent.optimizer.iterations.numpy()) - iterations_before == 2 * updates_per_thread
+    assert agent.updates == 2 * updates_per_thread
+    assert agent.total_steps == 2 * updates_per_thread * rollout
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, agent.model.weights))
+    # The thread that updated last copied the global weights into its local network.
+    globals_now = [w.numpy() for w in agent.model.weights]
+    assert any(all(np.array_equal(g, l.numpy()) for g, l in zip(globals_now, w.local_model.weights))
+               for w in workers)
+
+
+def test_short_threaded_run_writes_weights_and_summaries_that_the_play_script_plays(tmp_path):
+    result = run_script(TRAIN, "--threads", 2, "--max-steps", 400, "--save-dir", tmp_path, "--seed", 0,
+                        timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    weights = tmp_path / "save_model" / "breakout_a3c.weights.h5"
+    assert weights.is_file()
+    assert list((tmp_path / "summary" / "breakout_a3c").glob("events.out.tfevents.*"))
+    assert "steps/s" in result.stdout
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+    played = run_script(PLAY, "--load", weights, "--episodes", 1, "--no-render", "--max-episode-steps", 300,
+                        "--seed", 0, timeout=120)
+    assert played.returncode == 0, played.stderr[-2000:]
+    assert "episode: 1 | score:" in played.stdout
+    assert "over 1 episodes" in played.stdout.strip().splitlines()[-1]
+
+
+def test_ctrl_c_stops_every_thread_and_saves(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    child = subprocess.Popen([sys.executable, str(ROOT / TRAIN), "--threads", "3", "--save-dir", str(tmp_path)],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in child.stdout:                  # Ctrl-C once the threads are playing
+            if line.startswith("episode: 1 "):
+                child.send_signal(signal.SIGINT)
+                break
+        rest = child.communicate(timeout=120)[0]
+    finally:
+        child.kill()
+    assert child.returncode == 130
+    assert "weights saved to" in rest
+    assert (tmp_path / "save_model" / "breakout_a3c.weights.h5").is_file()
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+@pytest.mark.parametrize("script", [PLAY, TRAIN])
+def test_bad_weights_give_one_line_and_exit_1(script, tmp_path):
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not an h5 file")
+    result = run_script(script, "--load", bad, "--save-dir", tmp_path, timeout=120) if script == TRAIN \
+        else run_script(script, "--load", bad, "--episodes", 1, timeout=120)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "bad.weights.h5" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_and_bad_arguments():
+    for script in (TRAIN, PLAY):
+        shown = run_script(script, "--help", timeout=120)
+        assert shown.returncode == 0 and "--episodes" in shown.stdout
+        assert run_script(script, "--no-such-flag", timeout=120).returncode == 2
+    assert "--t-max" in run_script(TRAIN, "--help", timeout=120).stdout
+    assert run_script(TRAIN, "--threads", 0, timeout=120).returncode == 2
