@@ -1,0 +1,201 @@
+"""Speed and memory of the Breakout DQN (3-atari/1-breakout-dqn/breakout_dqn.py).
+
+    python benchmarks/breakout_dqn.py                   # 2000 agent steps per phase, seed 0
+    python benchmarks/breakout_dqn.py --steps 5000 --skip-memory
+
+1. env only: ALE Breakout steps/s with random actions (no preprocessing, no agent), the ceiling.
+2. before training: the training loop's agent steps/s while the replay memory fills (random actions,
+   preprocessing, memory writes; the network is not called, as in the real warm-up).
+3. training: the same loop once training runs (epsilon 0.1, so ~90 % of steps ask the network for an
+   action; one minibatch of 32 every --train-freq steps), with a timer around each piece: env,
+   preprocessing, acting (the compiled forward pass), replay sampling, training (the compiled gradient
+   step) and the rest (memory writes, histories, Python glue). Target: everything that is not the
+   network's own forward/backward maths <= 25 % of the wall time.
+4. peak memory: a fresh process fills a full 400,000-frame replay memory with real frames, trains and
+   acts a little, and reports its peak resident size (ru_maxrss). Target <= 3.5 GB.
+
+The loop pieces are the script's own functions and DQNAgent methods; this file only adds timers. The
+machine's load is printed before and after: on a shared machine, timings are only as good as that.
+"""
+import argparse
+import importlib.util
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402  (after the backend is chosen)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "3-atari" / "1-breakout-dqn" / "breakout_dqn.py"
+
+
+def load_dqn():
+    spec = importlib.util.spec_from_file_location("breakout_dqn", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_average():
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def env_only(dqn, steps, seed):
+    env = dqn.make_env()
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+class Timers:
+    def __init__(self):
+        self.seconds = {}
+
+    def add(self, name, start):
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - start
+        return now
+
+
+def run_loop(dqn, agent, env, steps, train_freq, timers, seed=None):
+    """The training loop of breakout_dqn.py, one timer per piece. Returns (wall seconds, CPU seconds)."""
+    observe, lives = dqn.start_game(env, agent.no_op_steps, seed=seed)
+    state = dqn.pre_processing(observe)
+    history = dqn.new_history(state)
+    agent.memory.start_history(state)
+    dead = False
+    wall, cpu = time.perf_counter(), time.process_time()
+    for step in range(1, steps + 1):
+        t = time.perf_counter()
+        if dead:
+            action, dead = dqn.FIRE, False
+        elif random.random() <= agent.epsilon:
+            action = random.randrange(agent.action_size)
+        else:
+            action, max_q = agent.greedy(history)          # what get_action does on a greedy step
+            action, max_q = int(action), float(max_q)
+        t = timers.add("acting (network forward)", t)
+        observe, reward, terminated, truncated, info = env.step(dqn.ALE_ACTION[action])
+        t = timers.add("env", t)
+        next_state = dqn.pre_processing(observe)
+        t = timers.add("preprocessing", t)
+        dead = terminated or info["lives"] < lives
+        lives = info["lives"]
+        agent.append_sample(action, min(max(reward, -1.0), 1.0), next_state, dead)
+        training = len(agent.memory) >= agent.train_start
+        t = timers.add("rest (memory writes, histories, glue)", t)
+        if training and step % train_freq == 0:
+            batch = agent.memory.sample(agent.batch_size)
+            t = timers.add("replay sampling", t)
+            float(agent.train_step(*batch))
+            t = timers.add("training (network forward+backward)", t)
+        if step % agent.update_target_rate == 0:
+            agent.update_target_model()
+        if terminated or truncated:
+            observe, lives = dqn.start_game(env, agent.no_op_steps)
+            state = dqn.pre_processing(observe)
+            history = dqn.new_history(state)
+            agent.memory.start_history(state)
+            dead = False
+        else:
+            history = dqn.new_history(next_state) if dead else dqn.next_history_of(history, next_state)
+        timers.add("rest (memory writes, histories, glue)", t)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def throughput(dqn, steps, train_freq, seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+    env = dqn.make_env()
+    agent = dqn.DQNAgent(memory_size=max(4 * steps, 10_000), train_start=10 * steps)
+    agent.epsilon = 1.0
+    before = Timers()
+    wall, cpu = run_loop(dqn, agent, env, steps, train_freq, before, seed=seed)
+    print(f"  before training: {steps / wall:8.0f} agent steps/s   ({1000 * cpu / steps:.2f} CPU ms/step)")
+
+    agent.epsilon, agent.train_start = 0.1, 1
+    warm = Timers()                                    # compile the act and train functions first
+    run_loop(dqn, agent, env, 50, train_freq, warm)
+    timers = Timers()
+    wall, cpu = run_loop(dqn, agent, env, steps, train_freq, timers)
+    print(f"  training:        {steps / wall:8.0f} agent steps/s   ({1000 * cpu / steps:.2f} CPU ms/step,"
+          f" one minibatch every {train_freq} steps, epsilon 0.1)")
+    total = sum(timers.seconds.values())
+    print(f"\n  where a training agent step's time goes ({1000 * total / steps:.2f} ms per step):")
+    for name, seconds in sorted(timers.seconds.items(), key=lambda item: -item[1]):
+        print(f"    {name:40s} {1000 * seconds / steps:7.3f} ms  {100 * seconds / total:5.1f} %")
+    network = sum(timers.seconds[k] for k in timers.seconds if "network" in k)
+    print(f"  not the network's maths: {100 * (total - network) / total:.1f} % of the wall time (target <= 25 %)")
+
+
+def peak_memory(memory_size, train_steps):
+    """Runs in a fresh process: fill the replay memory with real frames, train, act; print ru_maxrss."""
+    dqn = load_dqn()
+    random.seed(0)
+    np.random.seed(0)
+    env = dqn.make_env()
+    frames, (observe, lives) = [], dqn.start_game(env, seed=0)
+    while len(frames) < 2000:                          # 2000 real screens, reused round-robin
+        observe, _, terminated, truncated, _ = env.step(random.randrange(4))
+        frames.append(dqn.pre_processing(observe))
+        if terminated or truncated:
+            env.reset()
+    agent = dqn.DQNAgent(memory_size=memory_size, train_start=1)
+    start = time.perf_counter()
+    agent.memory.start_history(frames[0])
+    for i in range(1, memory_size + 10):               # a little past full: the ring has wrapped
+        agent.append_sample(i % 3, 0.0, frames[i % len(frames)], i % 200 == 0)
+    fill = time.perf_counter() - start
+    history = dqn.new_history(frames[0])
+    for _ in range(train_steps):
+        agent.train_model()
+        agent.get_action(history)
+    agent.update_target_model()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024       # Linux: KiB
+    print(f"  replay memory {memory_size:,} frames ({agent.memory.frames.nbytes / 1e9:.2f} GB of frames,"
+          f" filled in {fill:.1f} s), {train_steps} minibatches trained")
+    print(f"  whole-process peak memory (ru_maxrss): {peak / 1e9:.2f} GB = {peak / 2**30:.2f} GiB"
+          f" (target <= 3.5 GB)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=2000, help="agent steps per phase")
+    parser.add_argument("--train-freq", type=int, default=4, help="as the script's --train-freq")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-size", type=int, default=400_000, help="frames for the peak-memory run")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the peak-memory run")
+    parser.add_argument("--peak-memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peak_memory_child:
+        peak_memory(args.memory_size, train_steps=50)
+        return
+
+    print(f"Breakout DQN benchmark ({os.cpu_count()} CPUs, {load_average()})")
+    dqn = load_dqn()
+    print(f"  env only:        {env_only(dqn, args.steps, args.seed):8.0f} env steps/s (random actions)")
+    throughput(dqn, args.steps, args.train_freq, args.seed)
+    if not args.skip_memory:
+        print()
+        child = subprocess.run([sys.executable, __file__, "--peak-memory-child",
+                                "--memory-size", str(args.memory_size)], capture_output=True, text=True)
+        print(child.stdout.rstrip() or child.stderr[-2000:])
+    print(f"({load_average()})")
+
+
+if __name__ == "__main__":
+    main()
