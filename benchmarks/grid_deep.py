@@ -23,19 +23,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load(relpath):
-    """Import a chapter file by path, with its folder first on sys.path (for its environment.py)."""
-    path = ROOT / relpath
-    sys.modules.pop("environment", None)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-        sys.modules.pop("environment", None)
-    return module
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import load_module as load  # noqa: E402  (the tests' loader: chapter file by path)
 
 
 class CountingEnv:

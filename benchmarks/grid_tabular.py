@@ -25,19 +25,8 @@ AGENTS = {   # name: (script, agent class, how to get the greedy path from the t
 }
 
 
-def load(relpath):
-    """Import a chapter script by path, with its own folder first on sys.path (for its environment.py)."""
-    path = ROOT / relpath
-    sys.modules.pop("environment", None)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-        sys.modules.pop("environment", None)
-    return module
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import load_module as load  # noqa: E402  (the tests' loader: chapter file by path)
 
 
 def run(module, agent_class, seed, episodes):
