@@ -12,7 +12,6 @@ uses the machine), cores busy (CPU time / wall time: how much of the 2 cores thi
 The machine's load (uptime) is printed before and after: timings on a shared machine are only as good as that.
 """
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -24,14 +23,14 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "3-atari" / "2-breakout-a3c" / "breakout_a3c.py"
+
+
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import load_module  # noqa: E402  (the tests' loader: chapter file by path)
 
 
 def load_a3c():
-    spec = importlib.util.spec_from_file_location("breakout_a3c", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("3-atari/2-breakout-a3c/breakout_a3c.py")
 
 
 def load_average():

@@ -18,7 +18,6 @@ The loop pieces are the script's own functions and DQNAgent methods; this file o
 machine's load is printed before and after: on a shared machine, timings are only as good as that.
 """
 import argparse
-import importlib.util
 import os
 import random
 import resource
@@ -34,14 +33,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402  (after the backend is chosen)
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "3-atari" / "1-breakout-dqn" / "breakout_dqn.py"
+
+
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import load_module  # noqa: E402  (the tests' loader: chapter file by path)
 
 
 def load_dqn():
-    spec = importlib.util.spec_from_file_location("breakout_dqn", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("3-atari/1-breakout-dqn/breakout_dqn.py")
 
 
 def load_average():
@@ -148,7 +147,7 @@ def peak_memory(memory_size, train_steps):
     random.seed(0)
     np.random.seed(0)
     env = dqn.make_env()
-    frames, (observe, lives) = [], dqn.start_game(env, seed=0)
+    frames, (observe, _) = [], dqn.start_game(env, seed=0)
     while len(frames) < 2000:                          # 2000 real screens, reused round-robin
         observe, _, terminated, truncated, _ = env.step(random.randrange(4))
         frames.append(dqn.pre_processing(observe))

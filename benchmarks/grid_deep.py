@@ -8,7 +8,6 @@ the environment alone and to what one `model.predict` per step would cost.
 """
 import argparse
 import contextlib
-import importlib.util
 import io
 import os
 import sys

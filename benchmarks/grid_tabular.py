@@ -8,7 +8,6 @@ path of the learned table leads.
     python benchmarks/grid_tabular.py --seeds 0 1 2 --episodes 1000
 """
 import argparse
-import importlib.util
 import random
 import sys
 import time
