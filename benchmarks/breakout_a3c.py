@@ -1,5 +1,7 @@
 """Throughput of the threaded A3C (3-atari/2-breakout-a3c/breakout_a3c.py): total agent steps per second for
 1, 2, 4 and 8 actor-learner threads with a fixed step budget, and where one step's time goes.
+The trainer lets one thread per CPU core play at a time (the others wait their turn); for comparison, 8 threads
+are also measured all playing at once, as in the book (--all-at-once).
 
     python benchmarks/breakout_a3c.py                 # budget 4000 agent steps per thread count
     python benchmarks/breakout_a3c.py --steps 8000 --threads 1 2 4 8 --repeats 5
@@ -40,9 +42,10 @@ def load_average():
         return "load average unknown"
 
 
-def steady_rate(a3c, threads, steps, save_dir):
-    """Train with `threads` threads for `steps` agent steps; steps/s between 25 % of the budget and the end."""
-    agent = a3c.A3CAgent(threads=threads, save_dir=save_dir, seed=0, verbose=False)
+def steady_rate(a3c, threads, steps, save_dir, active=None):
+    """Train with `threads` threads (`active` of them playing at once; None: the trainer's default, one per
+    core) for `steps` agent steps; steps/s between 25 % of the budget and the end."""
+    agent = a3c.A3CAgent(threads=threads, save_dir=save_dir, seed=0, verbose=False, active_threads=active)
     samples, done = [], threading.Event()
 
     def watch():                                  # cheap observer: one read every 50 ms
@@ -130,32 +133,44 @@ def main():
     parser.add_argument("--steps", type=int, default=4000, help="agent steps per thread count")
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2, 4, 8],
                         help="thread counts to measure (none: only the per-step breakdown)")
+    parser.add_argument("--all-at-once", type=int, nargs="*", default=[8],
+                        help="also measure these thread counts with every thread playing at once "
+                             "(--active-threads N: the book's way, for comparison)")
+    parser.add_argument("--intra-op", type=int, default=1,
+                        help="TensorFlow intra-op threads (the trainer uses 1; 0 keeps TensorFlow's default)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per thread count (median kept)")
     parser.add_argument("--breakdown-steps", type=int, default=2000)
     args = parser.parse_args()
 
     a3c = load_a3c()
+    if args.intra_op:                             # as the trainer does (0: TensorFlow's own default pool)
+        a3c.one_thread_per_kernel(args.intra_op)
     print(f"{os.cpu_count()} CPUs; before: {load_average()}")
-    runs = {threads: [] for threads in args.threads}
+    cores = a3c.usable_cores()
+    # Rows: (threads, threads playing at once).
+    rows = [(threads, min(threads, cores)) for threads in args.threads]
+    rows += [(threads, threads) for threads in args.all_at_once if (threads, threads) not in rows]
+    runs = {row: [] for row in rows}
     with tempfile.TemporaryDirectory() as save_dir:
         for _ in range(args.repeats):              # interleaved, so a burst of outside load hits every row
-            for threads in args.threads:
-                result = steady_rate(a3c, threads, args.steps, save_dir)
-                runs[threads].append(result)
-                print(f"  {threads} threads: {result['steps/s']:.0f} steps/s, {result['cpu ms/step']:.2f} CPU ms/step"
-                      f" ({load_average()})", flush=True)
+            for threads, active in rows:
+                result = steady_rate(a3c, threads, args.steps, save_dir, active)
+                runs[threads, active].append(result)
+                print(f"  {threads} threads, {active} at once: {result['steps/s']:.0f} steps/s, "
+                      f"{result['cpu ms/step']:.2f} CPU ms/step ({load_average()})", flush=True)
         breakdown = step_breakdown(a3c, args.breakdown_steps, save_dir)
     print(f"after: {load_average()}\n")
-    if args.threads:
-        median = {threads: {key: statistics.median(r[key] for r in results) for key in results[0]}
-                  for threads, results in runs.items()}
-        base = median[args.threads[0]]["steps/s"]
-        print(f"median of {args.repeats} interleaved runs of {args.steps} agent steps each:\n")
-        print("| threads | agent steps/s | vs 1 thread | CPU ms per step | cores busy | steps/s incl. start-up |")
-        print("|---:|---:|---:|---:|---:|---:|")
-        for threads, m in median.items():
-            print(f"| {threads} | {m['steps/s']:.0f} | {m['steps/s'] / base:.2f}× | {m['cpu ms/step']:.2f} | "
-                  f"{m['cores']:.2f} | {m['with start-up']:.0f} |")
+    if rows:
+        median = {row: {key: statistics.median(r[key] for r in results) for key in results[0]}
+                  for row, results in runs.items()}
+        base = median[rows[0]]["steps/s"]
+        print(f"median of {args.repeats} interleaved runs of {args.steps} agent steps each; {cores} usable cores:\n")
+        print(f"| threads | playing at once | agent steps/s | vs {rows[0][0]} thread(s) | CPU ms per step | "
+              "cores busy | steps/s incl. start-up |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for (threads, active), m in median.items():
+            print(f"| {threads} | {active} | {m['steps/s']:.0f} | {m['steps/s'] / base:.2f}× | "
+                  f"{m['cpu ms/step']:.2f} | {m['cores']:.2f} | {m['with start-up']:.0f} |")
     total = sum(breakdown.values())
     print(f"\nOne actor-learner alone, {args.breakdown_steps} steps (CPU ms per agent step):\n")
     print("| piece | CPU ms/step | share |")

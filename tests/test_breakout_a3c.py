@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -98,6 +99,78 @@ def test_two_threads_update_the_global_network_exactly_once_per_rollout(a3c, tmp
     globals_now = [w.numpy() for w in agent.model.weights]
     assert any(all(np.array_equal(g, l.numpy()) for g, l in zip(globals_now, w.local_model.weights))
                for w in workers)
+
+
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_turns_are_handed_on_first_come_first_served(a3c):
+    # A thread that passes its turn on while others wait must queue up behind them (a plain Semaphore lets it
+    # take the slot straight back, and the waiting threads starve).
+    turns, order = a3c.Turns(1), []
+    turns.acquire()
+
+    def play(name):
+        with turns:
+            order.append(name)
+
+    first = threading.Thread(target=play, args=("first",))
+    first.start()
+    wait_until(lambda: len(turns.waiting) == 1)
+    second = threading.Thread(target=play, args=("second",))
+    second.start()
+    wait_until(lambda: len(turns.waiting) == 2)
+    turns.pass_on()                  # back only after both waiting threads had their turn
+    order.append("passer")
+    turns.release()
+    first.join()
+    second.join()
+    assert order == ["first", "second", "passer"]
+    assert turns.free == 1 and not turns.waiting
+
+
+def test_turns_never_let_more_threads_play_than_slots(a3c):
+    turns, lock = a3c.Turns(2), threading.Lock()
+    playing, most, turns_taken = [0], [0], []
+
+    def play():
+        turns.acquire()
+        try:
+            for _ in range(200):
+                with lock:
+                    playing[0] += 1
+                    most[0] = max(most[0], playing[0])
+                np.linalg.svd(np.ones((20, 20)))  # a little work that releases the interpreter lock
+                with lock:
+                    playing[0] -= 1
+                turns_taken.append(1)
+                turns.pass_on()
+        finally:
+            turns.release()
+
+    threads = [threading.Thread(target=play) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] <= 2
+    assert len(turns_taken) == 6 * 200
+    assert turns.free == 2 and not turns.waiting
+
+
+def test_more_threads_than_cores_all_take_part(a3c, tmp_path):
+    agent = a3c.A3CAgent(threads=4, active_threads=2, t_max=5, save_dir=tmp_path, seed=0, verbose=False)
+    assert agent.turns.free == 2
+    agent.train(max_steps=300, save_every=float("inf"), summaries=False)
+    rollouts = [worker.rollouts for worker in agent.workers]
+    assert all(count > 0 for count in rollouts), rollouts
+    assert sum(rollouts) == agent.updates
+    assert agent.turns.free == 2 and not agent.turns.waiting   # every turn was given back
+    assert a3c.A3CAgent(threads=1, save_dir=tmp_path, verbose=False).active_threads == 1
 
 
 def test_short_threaded_run_writes_weights_and_summaries_that_the_play_script_plays(tmp_path):

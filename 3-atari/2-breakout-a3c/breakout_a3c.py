@@ -27,6 +27,12 @@ What differs from the book's 2017 code (BOOK_SPEC "Decision" lines):
   pressed by the environment code and is not a training sample.
 - Episodes are counted thread-safely; global updates are serialised by a lock (Keras 3's apply_gradients is
   not thread-safe); the local copy is refreshed by one compiled assign instead of set_weights.
+- At most `--active-threads` workers (default: one per CPU core) play at the same time; the others wait their
+  turn, and a worker hands its turn on after every update (first come, first served). All 8 environments and
+  local networks still take part. Python threads share one interpreter lock, so on a 2-core machine 8 threads
+  all playing at once only fight over it and run slower than 1 thread; taking turns keeps 8 at the speed of 2.
+- TensorFlow runs each (tiny) kernel on the thread that called it instead of a pool of helper threads
+  (`one_thread_per_kernel`): about 20 % less CPU per step here.
 - Gradients are clipped to a global norm of 40 (not in the book; a common A3C safeguard so that one unlucky
   rollout cannot wreck the shared network).
 
@@ -39,6 +45,7 @@ The shipped save_model/breakout_a3c_trained.weights.h5 was trained with `--threa
 (6.7 M frames) on a shared 2-core CPU; its curve is save_graph/breakout_a3c_trained.png (.csv: the numbers).
 """
 import argparse
+import collections
 import csv
 import os
 import random
@@ -78,6 +85,7 @@ VALUE_WEIGHT = 0.5          # weight of the value loss in the shared trunk's los
 MAX_GRAD_NORM = 40.0        # gradient clipping (global norm)
 MAX_STEPS = 20_000_000      # agent steps over all threads (= 80 M emulator frames)
 SAVE_EVERY_S = 600          # save the global weights every 10 minutes (and at exit)
+ACTIVE_THREADS = None       # threads playing at once (None: one per CPU core, see usable_cores); not in the book
 NO_OP_MAX = 30              # after a reset, press FIRE a random 1..30 times (random start positions)
 
 STATE_SIZE = (84, 84, 4)    # four 84×84 grayscale frames
@@ -175,12 +183,74 @@ def load_weights(model, path, how_to_make):
         sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
 
 
+def usable_cores():
+    """CPU cores this process may run on (the affinity mask where the OS has one, else the CPU count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def one_thread_per_kernel(threads=1):
+    """Run each TensorFlow kernel on the Python thread that called it (TensorFlow's intra-op pool of 1 thread).
+    The kernels here are tiny (a 2-layer CNN on one state); handing them to a pool of helper threads costs more
+    than it gains, and the workers already keep the cores busy. Must run before TensorFlow starts (before the
+    first model is built); if it already has, its pools are kept as they are."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+
+
+class Turns:
+    """At most `slots` threads hold a turn at once; the others wait in a first-come, first-served queue.
+
+    A thread that gives its turn back while others wait hands it straight to the one that waited longest, so
+    it cannot take it again at once (a plain threading.Semaphore lets the releasing thread barge back in and
+    starve the rest). Waiting threads sleep on an Event, which costs no interpreter lock.
+    """
+
+    def __init__(self, slots):
+        self.free = slots
+        self.lock = threading.Lock()
+        self.waiting = collections.deque()
+
+    def acquire(self):
+        with self.lock:
+            if self.free > 0 and not self.waiting:
+                self.free -= 1
+                return
+            turn = threading.Event()
+            self.waiting.append(turn)
+        turn.wait()                            # set by release(): the slot was handed over to this thread
+
+    def release(self):
+        with self.lock:
+            if self.waiting:
+                self.waiting.popleft().set()
+            else:
+                self.free += 1
+
+    # Let the longest-waiting thread play (if any waits) and queue up again behind it.
+    def pass_on(self):
+        self.release()
+        self.acquire()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
 # ---- the global agent: network, optimiser, counters, summaries, saving ----
 class A3CAgent:
     def __init__(self, threads=THREADS, t_max=T_MAX, learning_rate=LEARNING_RATE, save_dir=HERE,
-                 seed=None, verbose=True):
+                 seed=None, verbose=True, active_threads=ACTIVE_THREADS):
         # Hyperparameters of the run.
         self.threads = threads
+        self.active_threads = min(threads, active_threads or usable_cores())
         self.t_max = t_max
         self.gamma = GAMMA
         self.entropy_beta = ENTROPY_BETA
@@ -201,6 +271,7 @@ class A3CAgent:
         # thread at a time in the episode counter, the printout and the TensorBoard writer.
         self.lock = threading.Lock()
         self.log_lock = threading.Lock()
+        self.turns = Turns(self.active_threads)   # how many workers play at once (see Turns)
         self.stop_event = threading.Event()
         self.episode = 0
         self.total_steps = 0
@@ -279,7 +350,7 @@ class A3CAgent:
             self.writer = tf.summary.create_file_writer(str(self.save_dir / "summary" / NAME))
             with self.writer.as_default():
                 summary("hyperparameters", hyperparameter_table(self), 0, plugin="text")
-        workers = [Agent(self, index, max_steps, max_episodes) for index in range(self.threads)]
+        workers = self.workers = [Agent(self, index, max_steps, max_episodes) for index in range(self.threads)]
         self.start_time, self.start_steps = time.perf_counter(), self.total_steps
         for worker in workers:
             worker.start()
@@ -313,7 +384,7 @@ class A3CAgent:
         if self.verbose:
             print(f"{self.total_steps - self.start_steps} steps in {elapsed:.0f} s "
                   f"({(self.total_steps - self.start_steps) / max(elapsed, 1e-9):.0f} steps/s over "
-                  f"{self.threads} threads)")
+                  f"{self.threads} threads, {self.active_threads} at a time)")
             print(f"weights saved to {self.model_path}")
             if self.scores:
                 print(f"graph saved to {self.graph_path}")
@@ -335,6 +406,7 @@ class Agent(threading.Thread):
         self.max_episodes = max_episodes
         self.t_max = global_agent.t_max
         self.error = None
+        self.rollouts = 0                     # global updates this thread made
 
         # The local copy θ' and its compiled functions, built here, i.e. in the main thread.
         self.local_model = global_agent.build_model()
@@ -424,6 +496,7 @@ class Agent(threading.Thread):
             self.apply_and_sync(grads)
             self.global_agent.total_steps += n
             self.global_agent.updates += 1
+        self.rollouts += 1
         self.n_samples = 0
 
     # Reset the game and press FIRE a random 1..30 times; the history is four copies of the first frame.
@@ -449,8 +522,11 @@ class Agent(threading.Thread):
             self.global_agent.stop_event.set()
 
     def play_and_learn(self):
-        env = make_env()
+        turns = self.global_agent.turns
+        turns.acquire()                       # wait for a turn to play (see Turns); given back at the end
+        env = None
         try:
+            env = make_env()
             while self.budget_left():
                 observe, history, lives = self.reset_env(env)
                 score, duration, sum_max_prob = 0.0, 0, 0.0
@@ -470,6 +546,7 @@ class Agent(threading.Thread):
                     self.append_sample(history, action, float(np.clip(reward, -1.0, 1.0)))
                     if dead or terminated or truncated or self.n_samples == self.t_max:
                         self.train_model(next_history, done=dead or terminated)
+                        turns.pass_on()       # after each update another waiting thread gets to play
                     if dead and not (terminated or truncated):
                         # Relaunch the ball (not a sample: the policy did not choose it); fresh history.
                         observe, reward, terminated, truncated, info = env.step(FIRE)
@@ -481,11 +558,14 @@ class Agent(threading.Thread):
                         break
                     history = next_history
         finally:
-            env.close()
+            if env is not None:
+                env.close()
+            turns.release()
 
 
 def hyperparameter_table(agent):
-    rows = [("threads", agent.threads), ("t_max", agent.t_max), ("gamma", agent.gamma),
+    rows = [("threads", agent.threads), ("active threads", agent.active_threads), ("t_max", agent.t_max),
+            ("gamma", agent.gamma),
             ("learning rate", agent.learning_rate), ("RMSprop rho", RMS_RHO), ("RMSprop epsilon", RMS_EPSILON),
             ("entropy beta", agent.entropy_beta), ("value weight", agent.value_weight),
             ("max grad norm", agent.max_grad_norm), ("seed", agent.seed)]
@@ -530,6 +610,9 @@ def positive_float(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train A3C on Atari Breakout (actor-learner threads).")
     parser.add_argument("--threads", type=positive_int, default=THREADS, help="actor-learner threads")
+    parser.add_argument("--active-threads", type=positive_int, default=ACTIVE_THREADS,
+                        help="threads that play at the same time, the others wait their turn "
+                             f"(default: one per CPU core, here {usable_cores()})")
     parser.add_argument("--t-max", type=positive_int, default=T_MAX, help="steps per rollout before an update")
     parser.add_argument("--lr", type=positive_float, default=LEARNING_RATE, help="RMSprop learning rate")
     parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS,
@@ -574,8 +657,9 @@ def main(argv=None):
         np.random.seed(args.seed)
         keras.utils.set_random_seed(args.seed)
 
+    one_thread_per_kernel()
     agent = A3CAgent(threads=args.threads, t_max=args.t_max, learning_rate=args.lr,
-                     save_dir=args.save_dir, seed=args.seed)
+                     save_dir=args.save_dir, seed=args.seed, active_threads=args.active_threads)
     for folder in ("save_model", "save_graph", "summary"):
         ensure_writable(args.save_dir / folder)
     if args.load:
