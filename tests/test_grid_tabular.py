@@ -230,10 +230,11 @@ def test_script_help_and_bad_input(name, tmp_path):
     result = run_script(script, "--no-render", "--save-dir", a_file, timeout=60)
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot write to") and len(result.stderr.splitlines()) == 1
-    result = run_script(script, "--render", "--save-dir", tmp_path, timeout=60)    # no display
-    assert result.returncode == 1
-    assert result.stderr.strip() == "error: --render needs a display (run with --no-render)"
-    assert not (tmp_path / "save_model").exists()
+    # --render with no display: a one-line note, then the same run headless (as every chapter does).
+    result = run_script(script, "--render", "--episodes", 3, "--save-dir", tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("no display found: running headless")
+    assert "Traceback" not in result.stderr
 
 
 def test_ctrl_c_saves_the_table_and_exits_130(tmp_path):

@@ -199,12 +199,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     save_path = args.save_dir / "save_model" / "mc_value_table.npy"
-    if args.render is None:
-        args.render = display_available()
-        if not args.render:
-            print("no display found: running headless (pass --render on a machine with a display)")
-    elif args.render and not display_available():
-        sys.exit("error: --render needs a display (run with --no-render)")
+    if args.render is not False and not display_available():     # default or --render, but no screen
+        print("no display found: running headless (pass --render on a machine with a display)")
+        args.render = False
+    args.render = args.render is not False
     ensure_writable(save_path.parent)
 
     if args.seed is not None:                   # seeding: one visible block
