@@ -176,14 +176,18 @@ def test_train_resume_and_play_end_to_end(tmp_path):
     assert b"Average Loss/Episode" in events[0].read_bytes()
     assert not list(tmp_path.rglob(".tmp-*"))
 
+    # --render with no display (run_script gives none): a note, then headless, never SDL's segfault.
     resumed = run_script(SCRIPT, "--load", weights, "--max-steps", 1300, "--train-start", 50,
-                         "--memory-size", 500, "--save-dir", tmp_path, timeout=240)
+                         "--memory-size", 500, "--save-dir", tmp_path, "--render", timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.startswith("no display found: running headless")
     assert "resuming at step 1200" in resumed.stdout
     assert json.loads((tmp_path / "save_model" / "breakout_dqn.json").read_text())["global_step"] == 1300
 
-    played = run_script(PLAY, "--load", weights, "--episodes", 1, "--max-episode-steps", 200, "--seed", 0)
+    played = run_script(PLAY, "--load", weights, "--episodes", 1, "--max-episode-steps", 200, "--seed", 0,
+                        "--render")
     assert played.returncode == 0, played.stderr[-2000:]
+    assert played.stdout.startswith("no display found: running headless")
     assert "episode: 1 | score:" in played.stdout
     assert "mean score:" in played.stdout.splitlines()[-1]
 

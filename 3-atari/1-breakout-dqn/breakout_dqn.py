@@ -317,6 +317,13 @@ def save_graph(path, curve):
     plt.close(fig)
 
 
+def display_available():
+    """ALE opens its own window (SDL); on Linux that needs an X or Wayland display (without one SDL crashes)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def positive_int(text):
     value = int(text)
     if value <= 0:
@@ -369,6 +376,9 @@ if __name__ == "__main__":
         np.random.seed(args.seed)
         keras.utils.set_random_seed(args.seed)
 
+    if args.render and not display_available():
+        print("no display found: running headless (pass --render on a machine with a display)")
+        args.render = False
     env = make_env(args.render)
     agent = DQNAgent(memory_size=args.memory_size, train_start=args.train_start,
                      update_target_rate=args.target_update, exploration_steps=args.exploration_steps)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE))                    # import the agent from this fo
 
 import keras
 import numpy as np
-from breakout_dqn import (ALE_ACTION, FIRE, DQNAgent, load_weights, make_env, new_history,
+from breakout_dqn import (ALE_ACTION, FIRE, DQNAgent, display_available, load_weights, make_env, new_history,
                           next_history_of, positive_int, pre_processing, start_game)
 
 
@@ -50,6 +50,9 @@ if __name__ == "__main__":
     load_weights(agent.model, args.load,
                  "train one with: python 3-atari/1-breakout-dqn/breakout_dqn.py (weights go to save_model/)")
     agent.epsilon = args.epsilon
+    if args.render and not display_available():
+        print("no display found: running headless (pass --render on a machine with a display)")
+        args.render = False
     env = make_env(args.render)
 
     scores = []
