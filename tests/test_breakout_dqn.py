@@ -235,3 +235,15 @@ def test_help_unknown_flag_and_unwritable_save_dir(tmp_path):
     blocked.write_text("a file, not a folder")
     result = run_script(SCRIPT, "--save-dir", blocked, "--max-steps", 1)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: cannot write to")
+
+
+def test_weights_of_another_network_say_what_does_not_fit():
+    other = ROOT / "3-atari" / "2-breakout-a3c" / "save_model" / "breakout_a3c_trained.weights.h5"
+    result = run_script(PLAY, "--load", other, "--episodes", 1)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot load weights from {other}")
+    # Keras's reason is on its second line; the first one alone ends in "for object <Conv2D ...>:".
+    assert "variable.shape=(8, 8, 4, 32), Received: value.shape=(8, 8, 4, 16)" in last
+    assert "Target variable" not in last and len(last) < 400

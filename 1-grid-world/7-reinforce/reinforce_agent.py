@@ -208,7 +208,10 @@ def load_weights(model, path, how_to_make):
     try:
         model.load_weights(path)
     except Exception as error:            # missing, truncated, wrong architecture
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        # A wrong architecture: Keras says "... for object <Conv2D ...>:" and the reason on the next line.
+        reason = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+        reason = reason.split(" Target variable:")[0]          # not the dump of the variable's values
         sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
 
 
