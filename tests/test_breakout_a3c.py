@@ -227,3 +227,11 @@ def test_help_and_bad_arguments():
         assert run_script(script, "--no-such-flag", timeout=120).returncode == 2
     assert "--t-max" in run_script(TRAIN, "--help", timeout=120).stdout
     assert run_script(TRAIN, "--threads", 0, timeout=120).returncode == 2
+
+
+def test_the_shipped_agent_plays_far_better_than_random():
+    # Random play scores about 1.7 a game; the shipped weights about 30. 3 seeded games keep it quick.
+    result = run_script(PLAY, "--episodes", 3, "--no-render", "--seed", 1, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    mean = float(result.stdout.strip().splitlines()[-1].split("mean score: ")[1].split()[0])
+    assert mean >= 15, result.stdout

@@ -247,3 +247,11 @@ def test_weights_of_another_network_say_what_does_not_fit():
     # Keras's reason is on its second line; the first one alone ends in "for object <Conv2D ...>:".
     assert "variable.shape=(8, 8, 4, 32), Received: value.shape=(8, 8, 4, 16)" in last
     assert "Target variable" not in last and len(last) < 400
+
+
+def test_the_shipped_agent_plays_far_better_than_random():
+    # Random play scores about 1.7 a game; the shipped weights about 40-70. 3 seeded games keep it quick.
+    result = run_script(PLAY, "--episodes", 3, "--no-render", "--seed", 1, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    mean = float(result.stdout.strip().splitlines()[-1].split("mean score: ")[1].split()[0])
+    assert mean >= 20, result.stdout
