@@ -133,18 +133,21 @@ def main():
     parser.add_argument("--steps", type=int, default=4000, help="agent steps per thread count")
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2, 4, 8],
                         help="thread counts to measure (none: only the per-step breakdown)")
-    parser.add_argument("--all-at-once", type=int, nargs="*", default=[8],
+    parser.add_argument("--all-at-once", type=int, nargs="*", default=None,
                         help="also measure these thread counts with every thread playing at once "
-                             "(--active-threads N: the book's way, for comparison)")
+                             "(--active-threads N: the book's way, for comparison; default 8, none with "
+                             "an empty --threads)")
     parser.add_argument("--intra-op", type=int, default=1,
                         help="TensorFlow intra-op threads (the trainer uses 1; 0 keeps TensorFlow's default)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per thread count (median kept)")
     parser.add_argument("--breakdown-steps", type=int, default=2000)
     args = parser.parse_args()
 
+    if args.all_at_once is None:
+        args.all_at_once = [8] if args.threads else []
     a3c = load_a3c()
-    if args.intra_op:                             # as the trainer does (0: TensorFlow's own default pool)
-        a3c.one_thread_per_kernel(args.intra_op)
+    if args.intra_op and not a3c.one_thread_per_kernel(args.intra_op):   # as the trainer does (0: TF's default)
+        print("note: TensorFlow had already started; its default intra-op pool stays")
     print(f"{os.cpu_count()} CPUs; before: {load_average()}")
     cores = a3c.usable_cores()
     # Rows: (threads, threads playing at once).

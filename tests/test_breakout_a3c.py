@@ -127,8 +127,9 @@ def test_turns_are_handed_on_first_come_first_served(a3c):
     turns.pass_on()                  # back only after both waiting threads had their turn
     order.append("passer")
     turns.release()
-    first.join()
-    second.join()
+    for thread in (first, second):
+        thread.join(timeout=30)
+        assert not thread.is_alive()
     assert order == ["first", "second", "passer"]
     assert turns.free == 1 and not turns.waiting
 
@@ -156,7 +157,8 @@ def test_turns_never_let_more_threads_play_than_slots(a3c):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
+        assert not thread.is_alive()
     assert most[0] <= 2
     assert len(turns_taken) == 6 * 200
     assert turns.free == 2 and not turns.waiting
@@ -171,6 +173,31 @@ def test_more_threads_than_cores_all_take_part(a3c, tmp_path):
     assert sum(rollouts) == agent.updates
     assert agent.turns.free == 2 and not agent.turns.waiting   # every turn was given back
     assert a3c.A3CAgent(threads=1, save_dir=tmp_path, verbose=False).active_threads == 1
+
+
+def test_a_failing_worker_stops_the_waiting_ones_too(a3c, tmp_path, monkeypatch):
+    # One thread plays at a time and the first update raises: the others, still waiting for a turn, must wake,
+    # see the stop and end, and train() must hand the error on instead of hanging.
+    def broken_update(self, next_history, done):
+        raise RuntimeError("broken update")
+    monkeypatch.setattr(a3c.Agent, "train_model", broken_update)
+    agent = a3c.A3CAgent(threads=4, active_threads=1, t_max=5, save_dir=tmp_path, seed=0, verbose=False)
+    raised = []
+
+    def run():
+        try:
+            agent.train(max_steps=10_000, save_every=float("inf"), summaries=False)
+        except RuntimeError as error:
+            raised.append(str(error))
+    trainer = threading.Thread(target=run, daemon=True)
+    trainer.start()
+    trainer.join(timeout=120)
+    assert not trainer.is_alive(), "train() hung"
+    assert raised == ["broken update"]
+    assert not any(worker.is_alive() for worker in agent.workers)
+    assert agent.turns.free == 1 and not agent.turns.waiting
+    with pytest.raises(ValueError):
+        a3c.A3CAgent(threads=2, active_threads=0, save_dir=tmp_path, verbose=False)
 
 
 def test_short_threaded_run_writes_weights_and_summaries_that_the_play_script_plays(tmp_path):

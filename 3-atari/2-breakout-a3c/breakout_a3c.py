@@ -187,22 +187,35 @@ def load_weights(model, path, how_to_make):
 
 
 def usable_cores():
-    """CPU cores this process may run on (the affinity mask where the OS has one, else the CPU count)."""
+    """CPU cores this process may use: the affinity mask (else the CPU count), capped by a container's CPU
+    quota (cgroup v2 cpu.max or v1 cpu.cfs_quota_us; e.g. `docker --cpus 2` on a 64-core host gives 2)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    for quota_file, period_file in (("/sys/fs/cgroup/cpu.max", None),
+                                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
+        try:
+            fields = Path(quota_file).read_text().split()
+            quota = fields[0]
+            period = fields[1] if period_file is None else Path(period_file).read_text().strip()
+            if quota not in ("max", "-1"):
+                return max(1, min(cores, int(quota) // int(period)))
+        except (OSError, ValueError, IndexError):
+            continue
+    return cores
 
 
 def one_thread_per_kernel(threads=1):
     """Run each TensorFlow kernel on the Python thread that called it (TensorFlow's intra-op pool of 1 thread).
     The kernels here are tiny (a 2-layer CNN on one state); handing them to a pool of helper threads costs more
     than it gains, and the workers already keep the cores busy. Must run before TensorFlow starts (before the
-    first model is built); if it already has, its pools are kept as they are."""
+    first model is built); if it already has, its pools are kept as they are and this returns False."""
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
+        return True
     except RuntimeError:
-        pass
+        return False
 
 
 class Turns:
@@ -235,9 +248,13 @@ class Turns:
                 self.free += 1
 
     # Let the longest-waiting thread play (if any waits) and queue up again behind it.
+    # Returns True when other threads played in between.
     def pass_on(self):
+        with self.lock:
+            others_wait = bool(self.waiting)
         self.release()
         self.acquire()
+        return others_wait
 
     def __enter__(self):
         self.acquire()
@@ -253,6 +270,8 @@ class A3CAgent:
                  seed=None, verbose=True, active_threads=ACTIVE_THREADS):
         # Hyperparameters of the run.
         self.threads = threads
+        if active_threads is not None and active_threads < 1:
+            raise ValueError(f"active_threads must be at least 1, got {active_threads}")
         self.active_threads = min(threads, active_threads or usable_cores())
         self.t_max = t_max
         self.gamma = GAMMA
@@ -529,6 +548,8 @@ class Agent(threading.Thread):
         turns.acquire()                       # wait for a turn to play (see Turns); given back at the end
         env = None
         try:
+            if not self.budget_left():        # the budget ran out while this thread waited
+                return
             env = make_env()
             while self.budget_left():
                 observe, history, lives = self.reset_env(env)
@@ -549,7 +570,10 @@ class Agent(threading.Thread):
                     self.append_sample(history, action, float(np.clip(reward, -1.0, 1.0)))
                     if dead or terminated or truncated or self.n_samples == self.t_max:
                         self.train_model(next_history, done=dead or terminated)
-                        turns.pass_on()       # after each update another waiting thread gets to play
+                        # Another waiting thread gets to play; back on turn, start again from the newest θ.
+                        if turns.pass_on():
+                            with self.global_agent.lock:
+                                self.update_local_model()
                     if dead and not (terminated or truncated):
                         # Relaunch the ball (not a sample: the policy did not choose it); fresh history.
                         observe, reward, terminated, truncated, info = env.step(FIRE)
@@ -561,9 +585,9 @@ class Agent(threading.Thread):
                         break
                     history = next_history
         finally:
+            turns.release()                   # first, so that no error below can keep the others waiting
             if env is not None:
                 env.close()
-            turns.release()
 
 
 def hyperparameter_table(agent):
