@@ -250,7 +250,7 @@ def test_weights_of_another_network_say_what_does_not_fit():
 
 
 def test_the_shipped_agent_plays_far_better_than_random():
-    # Random play scores about 1.7 a game; the shipped weights about 70-85. 3 seeded games keep it quick.
+    # Random play scores about 1.7 a game; the shipped weights over 100. 3 seeded games keep it quick.
     result = run_script(PLAY, "--episodes", 3, "--no-render", "--seed", 1, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     mean = float(result.stdout.strip().splitlines()[-1].split("mean score: ")[1].split()[0])
