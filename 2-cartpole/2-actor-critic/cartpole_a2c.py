@@ -19,6 +19,7 @@ import argparse
 import importlib.util
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -250,6 +251,20 @@ def make_env(render):
     return gym.make("CartPole-v1")
 
 
+class StopFlag:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; the training loop looks at it before every
+    step and then stops and saves. A KeyboardInterrupt raised in the middle of a TensorFlow call (e.g. while a
+    summary is written) can crash the process instead (seen: exit -11), so it is raised only between steps."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.request)
+        signal.signal(signal.SIGTERM, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
+
+
 def positive_int(text):
     value = int(text)
     if value < 1:
@@ -328,11 +343,14 @@ if __name__ == "__main__":
 
     scores, total_steps, solved = [], 0, False
     start = time.perf_counter()
+    stop = StopFlag()
     try:
         for e in range(1, episodes + 1):
             state, _ = env.reset(seed=args.seed if e == 1 else None)
             score, actor_losses, critic_losses, done = 0, [], [], False
             while not done:
+                if stop.requested:                        # Ctrl-C or kill: stop here, save below
+                    raise KeyboardInterrupt
                 action = agent.get_action(state)
                 next_state, reward, terminated, truncated, _ = env.step(action)
                 score += reward                           # the true episode length
