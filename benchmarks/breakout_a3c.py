@@ -16,30 +16,17 @@ The machine's load (uptime) is printed before and after: timings on a shared mac
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parent.parent
-
-
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import load_module  # noqa: E402  (the tests' loader: chapter file by path)
+from common import load_average, load_module  # noqa: E402  (benchmarks/common.py)
 
 
 def load_a3c():
     return load_module("3-atari/2-breakout-a3c/breakout_a3c.py")
-
-
-def load_average():
-    try:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "load average unknown"
 
 
 def steady_rate(a3c, threads, steps, save_dir, active=None):

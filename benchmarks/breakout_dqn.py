@@ -24,7 +24,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -32,19 +31,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402  (after the backend is chosen)
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import load_module  # noqa: E402  (the tests' loader: chapter file by path)
+from common import load_average, load_module  # noqa: E402  (benchmarks/common.py)
 
 
 def load_dqn():
     return load_module("3-atari/1-breakout-dqn/breakout_dqn.py")
-
-
-def load_average():
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def env_only(dqn, steps, seed):
