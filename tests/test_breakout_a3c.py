@@ -21,15 +21,47 @@ def a3c():
 
 
 def test_k_step_returns_after_a_lost_life_start_from_zero(a3c):
-    returns = a3c.discount_rewards(np.array([1.0, 0.0, 1.0]), done=True, next_value=5.0, gamma=0.99)
+    returns = a3c.discount_rewards(np.array([[1.0], [0.0], [1.0]]), np.array([[False], [False], [True]]),
+                                   next_values=np.array([5.0]), gamma=0.99)
     # R2 = 1;  R1 = 0 + 0.99·1 = 0.99;  R0 = 1 + 0.99·0.99 = 1.9801  (next_value ignored at a terminal)
-    np.testing.assert_allclose(returns, [1.9801, 0.99, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(returns[:, 0], [1.9801, 0.99, 1.0], rtol=1e-6)
 
 
 def test_k_step_returns_bootstrap_from_the_next_state(a3c):
-    returns = a3c.discount_rewards(np.array([1.0, 0.0, 1.0]), done=False, next_value=2.0, gamma=0.99)
+    returns = a3c.discount_rewards(np.array([[1.0], [0.0], [1.0]]), np.zeros((3, 1), bool),
+                                   next_values=np.array([2.0]), gamma=0.99)
     # R2 = 1 + 0.99·2 = 2.98;  R1 = 0.99·2.98 = 2.9502;  R0 = 1 + 0.99·2.9502 = 3.920698
-    np.testing.assert_allclose(returns, [3.920698, 2.9502, 2.98], rtol=1e-6)
+    np.testing.assert_allclose(returns[:, 0], [3.920698, 2.9502, 2.98], rtol=1e-6)
+
+
+def test_k_step_returns_keep_each_game_to_itself(a3c):
+    # Three games, one rollout of 4 steps. Game 0 loses a life at step 1 (its steps 2-3 belong to its next
+    # life, bootstrapped); game 1 ends at step 3 (no bootstrap); game 2 plays on (bootstrap from its V).
+    rewards = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    dones = np.zeros((4, 3), bool)
+    dones[1, 0] = dones[3, 1] = True
+    next_values = np.array([10.0, 20.0, 30.0])
+    returns = a3c.discount_rewards(rewards, dones, next_values, gamma=0.5)
+    np.testing.assert_allclose(returns[:, 0], [1.0, 0.0, 1 + 0.5 * 5.0, 5.0])       # R3 = 0 + 0.5·10
+    np.testing.assert_allclose(returns[:, 1], [0.625, 1.25, 0.5, 1.0])              # 20 never used
+    np.testing.assert_allclose(returns[:, 2], [2.0, 4.0, 8.0, 16.0])                # R3 = 1 + 0.5·30
+    for game in range(3):                   # the same numbers as each game alone
+        alone = a3c.discount_rewards(rewards[:, [game]], dones[:, [game]], next_values[[game]], gamma=0.5)
+        np.testing.assert_allclose(alone[:, 0], returns[:, game])
+
+
+def test_batched_losses_are_the_mean_of_each_games_losses(a3c):
+    # The fast path's one update over t_max × N samples equals the average of N single-game updates.
+    rng = np.random.default_rng(0)
+    t_max, games = 5, 4
+    policy = rng.dirichlet(np.ones(3), size=(t_max, games)).astype(np.float32)
+    value = rng.normal(size=(t_max, games)).astype(np.float32)
+    actions = rng.integers(0, 3, (t_max, games)).astype(np.int32)
+    returns = rng.normal(size=(t_max, games)).astype(np.float32)
+    batched = a3c.a3c_losses(policy.reshape(-1, 3), value.reshape(-1), actions.reshape(-1), returns.reshape(-1))
+    alone = [a3c.a3c_losses(policy[:, g], value[:, g], actions[:, g], returns[:, g]) for g in range(games)]
+    for k in range(3):                      # policy loss, value loss, entropy
+        assert float(batched[k]) == pytest.approx(np.mean([float(a[k]) for a in alone]), rel=1e-5)
 
 
 def test_losses_and_advantages_match_hand_computed_numbers(a3c):
@@ -70,7 +102,8 @@ def test_pre_processing_takes_the_max_of_two_frames(a3c):
 
 
 def test_two_threads_update_the_global_network_exactly_once_per_rollout(a3c, tmp_path):
-    agent = a3c.A3CAgent(threads=2, t_max=5, save_dir=tmp_path, seed=0, verbose=False)
+    games = 3                                   # each thread learns from rollouts of 5 steps × 3 games
+    agent = a3c.A3CAgent(threads=2, t_max=5, envs_per_thread=games, save_dir=tmp_path, seed=0, verbose=False)
     workers = [a3c.Agent(agent, index) for index in range(2)]
     before = [w.numpy().copy() for w in agent.model.weights]
     iterations_before = int(agent.optimizer.iterations.numpy())
@@ -82,9 +115,10 @@ def test_two_threads_update_the_global_network_exactly_once_per_rollout(a3c, tmp
         start.wait()
         for _ in range(updates_per_thread):
             for _ in range(rollout):
-                history = rng.integers(0, 255, (1, 84, 84, 4), dtype=np.uint8)
-                worker.append_sample(history, int(rng.integers(3)), float(rng.choice([0.0, 1.0])))
-            worker.train_model(history, done=False)
+                states = rng.integers(0, 255, (games, 84, 84, 4), dtype=np.uint8)
+                worker.append_sample(states, rng.integers(3, size=games), rng.choice([0.0, 1.0], size=games),
+                                     rng.random(games) < 0.1)
+            worker.train_model(states)
 
     threads = [threading.Thread(target=learn, args=(w,)) for w in workers]
     for thread in threads:
@@ -93,12 +127,64 @@ def test_two_threads_update_the_global_network_exactly_once_per_rollout(a3c, tmp
         thread.join()
     assert int(agent.optimizer.iterations.numpy()) - iterations_before == 2 * updates_per_thread
     assert agent.updates == 2 * updates_per_thread
-    assert agent.total_steps == 2 * updates_per_thread * rollout
+    assert agent.total_steps == 2 * updates_per_thread * rollout * games
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, agent.model.weights))
     # The thread that updated last copied the global weights into its local network.
     globals_now = [w.numpy() for w in agent.model.weights]
     assert any(all(np.array_equal(g, l.numpy()) for g, l in zip(globals_now, w.local_model.weights))
                for w in workers)
+
+
+def test_vector_games_keep_lives_scores_and_histories_to_themselves(a3c):
+    # The real vector environment, 2 games with random actions: a lost life is `dead` in that game only; a
+    # game over is reported with that game's own raw score, and resets that game's history only.
+    games = a3c.VectorBreakout(2, seed=0)
+    states = games.reset()
+    assert states.shape == (2, 84, 84, 4) and states.dtype == np.uint8
+    rng = np.random.default_rng(0)
+    sums, lone_deaths, game_overs = np.zeros(2), 0, 0
+    for _ in range(3000):
+        lives_before = games.lives.copy()
+        next_states, rewards, dead, finished = games.step(rng.integers(0, 3, 2))
+        sums += rewards
+        ended = [game for game, _, _ in finished]
+        for game in range(2):
+            if game in ended:
+                assert dead[game]                       # no bootstrap across a game over
+                assert not next_states[game, :, :, :3].any() and next_states[game, :, :, 3].any()
+            else:                                       # the history moved on by one frame
+                np.testing.assert_array_equal(next_states[game, :, :, :3], states[game, :, :, 1:])
+            if dead[game] and game not in ended:
+                assert games.lives[game] == lives_before[game] - 1
+        if dead[0] != dead[1] and not finished:
+            lone_deaths += 1
+            other = 1 - int(np.argmax(dead))
+            assert games.lives[other] == lives_before[other]
+        for game, score, duration in finished:
+            assert score == sums[game] and duration > 0
+            sums[game] = 0.0
+            game_overs += 1
+        states = next_states
+        if game_overs >= 3 and lone_deaths >= 3:
+            break
+    games.close()
+    assert game_overs >= 3 and lone_deaths >= 3
+
+
+def test_book_game_presses_fire_after_a_lost_life_and_restarts_the_history(a3c):
+    games = a3c.BookBreakout(seed=0)
+    states = games.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        next_states, _, dead, finished = games.step(rng.integers(0, 3, 1))
+        if dead[0] and not finished:
+            frame = next_states[0, :, :, 3]
+            assert all(np.array_equal(next_states[0, :, :, i], frame) for i in range(3))
+            break
+        states = next_states
+    else:
+        pytest.fail("no life lost in 2000 random steps")
+    games.close()
 
 
 def wait_until(condition, timeout=10.0):
@@ -178,7 +264,7 @@ def test_more_threads_than_cores_all_take_part(a3c, tmp_path):
 def test_a_failing_worker_stops_the_waiting_ones_too(a3c, tmp_path, monkeypatch):
     # One thread plays at a time and the first update raises: the others, still waiting for a turn, must wake,
     # see the stop and end, and train() must hand the error on instead of hanging.
-    def broken_update(self, next_history, done):
+    def broken_update(self, next_states):
         raise RuntimeError("broken update")
     monkeypatch.setattr(a3c.Agent, "train_model", broken_update)
     agent = a3c.A3CAgent(threads=4, active_threads=1, t_max=5, save_dir=tmp_path, seed=0, verbose=False)
@@ -217,22 +303,77 @@ def test_short_threaded_run_writes_weights_and_summaries_that_the_play_script_pl
     assert "over 1 episodes" in played.stdout.strip().splitlines()[-1]
 
 
-def test_ctrl_c_stops_every_thread_and_saves(tmp_path):
+def start_training(tmp_path, *args):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    child = subprocess.Popen([sys.executable, str(ROOT / TRAIN), "--threads", "3", "--save-dir", str(tmp_path)],
-                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen([sys.executable, str(ROOT / TRAIN), *map(str, args), "--save-dir", str(tmp_path)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_stops_every_thread_and_saves_weights_that_load(signum, tmp_path):
+    child = start_training(tmp_path, "--threads", 3)
     try:
-        for line in child.stdout:                  # Ctrl-C once the threads are playing
+        for line in child.stdout:                  # stop once the threads are playing
             if line.startswith("episode: 1 "):
+                child.send_signal(signum)
+                break
+        rest, errors = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130, errors[-2000:]
+    assert "weights saved to" in rest and "Traceback" not in errors
+    weights = tmp_path / "save_model" / "breakout_a3c.weights.h5"
+    assert not list(tmp_path.rglob(".tmp-*"))
+    played = run_script(PLAY, "--load", weights, "--episodes", 1, "--max-episode-steps", 50, timeout=120)
+    assert played.returncode == 0, played.stderr[-2000:]
+
+
+def test_a_signal_before_training_starts_exits_130_in_one_line(tmp_path):
+    child = start_training(tmp_path, "--threads", 8)
+    try:
+        for line in child.stdout:                  # the workers' networks are being built right now
+            if "threads ×" in line:
                 child.send_signal(signal.SIGINT)
                 break
-        rest = child.communicate(timeout=120)[0]
+        rest, errors = child.communicate(timeout=120)
     finally:
         child.kill()
     assert child.returncode == 130
-    assert "weights saved to" in rest
-    assert (tmp_path / "save_model" / "breakout_a3c.weights.h5").is_file()
-    assert not list(tmp_path.rglob(".tmp-*"))
+    assert "interrupted before training started" in errors and "Traceback" not in errors
+    assert not (tmp_path / "save_model" / "breakout_a3c.weights.h5").exists()
+
+
+def test_fast_run_trains_in_the_vector_environment_and_is_played_with_its_preprocessing(tmp_path):
+    result = run_script(TRAIN, "--fast", "--threads", 1, "--envs-per-thread", 4, "--max-steps", 800,
+                        "--save-dir", tmp_path, "--seed", 0, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 threads × 4 games (ale-vector preprocessing), t_max 5" in result.stdout
+    weights = tmp_path / "save_model" / "breakout_a3c.weights.h5"
+    a3c = load_module(TRAIN)
+    facts = a3c.weights_facts(weights)
+    assert facts["preprocessing"] == "ale-vector" and facts["total_steps"] >= 800
+    curve = (tmp_path / "save_graph" / "breakout_a3c.csv").read_text().splitlines()
+    assert curve[0] == "episode,total_steps,score,duration,thread,seconds"
+    played = run_script(PLAY, "--load", weights, "--episodes", 1, "--max-episode-steps", 200, "--seed", 0,
+                        timeout=120)
+    assert played.returncode == 0, played.stderr[-2000:]
+    assert "with the ale-vector preprocessing" in played.stdout
+    assert "over 1 episodes" in played.stdout.strip().splitlines()[-1]
+    # Continuing it with the book's single game would change its inputs: one line, exit 1.
+    wrong = run_script(TRAIN, "--load", weights, "--save-dir", tmp_path, "--max-steps", 10, timeout=120)
+    assert wrong.returncode == 1 and "ale-vector preprocessing" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+def test_the_book_weights_are_played_with_the_book_preprocessing(tmp_path):
+    a3c = load_module(TRAIN)
+    model = a3c.build_model()
+    old = tmp_path / "old.weights.h5"
+    model.save_weights(old)                        # a file from before the preprocessing was recorded
+    assert a3c.weights_facts(old)["preprocessing"] == "book"
+    a3c.save_weights(model, tmp_path / "new.weights.h5", preprocessing="ale-vector", total_steps=5)
+    assert a3c.weights_facts(tmp_path / "new.weights.h5")["preprocessing"] == "ale-vector"
+    model.load_weights(tmp_path / "new.weights.h5")                # still a plain Keras weights file
 
 
 @pytest.mark.parametrize("script", [PLAY, TRAIN])

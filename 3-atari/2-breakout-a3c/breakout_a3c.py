@@ -3,11 +3,11 @@
 Mnih et al., "Asynchronous Methods for Deep Reinforcement Learning", ICML 2016.
 
 One GLOBAL network θ (a shared convolutional trunk with a policy head π(a|s) and a value head V(s)) and
-several actor-learner threads. Each thread has its own Breakout and its own LOCAL copy θ' of the network:
+several actor-learner threads. Each thread has its own Breakout game(s) and its own LOCAL copy θ' of the network:
 
-    play with a ~ π(a|s; θ') until t_max steps have passed or a life is lost or the game ends
-    R = 0                      if the last step lost a life or ended the game
-        V(s_next; θ')          otherwise (bootstrap from the state AFTER the last step)
+    play with a ~ π(a|s; θ') for t_max steps (the book: or until a life is lost)
+    R = 0                      after a step that lost a life or ended the game
+        V(s_next; θ')          at the end of the rollout otherwise (bootstrap from the state AFTER the last step)
     for i = last ... first:    R   = r_i + γ R                 (k-step return; r clipped to [-1, 1])
                                A_i = R − V(s_i; θ')            (advantage)
     policy loss = mean_i [ −log π(a_i|s_i; θ') · A_i  −  β · H(π(·|s_i; θ')) ]    H = −Σ_a π log π
@@ -18,34 +18,32 @@ several actor-learner threads. Each thread has its own Breakout and its own LOCA
 The advantage A is a constant in the policy loss (no gradient flows through it into the value head). The
 −β·H term rewards uncertainty, which keeps the threads exploring.
 
-What differs from the book's 2017 code (BOOK_SPEC "Decision" lines):
+Two ways to run it:
+- The book's (default): 8 threads, each playing ONE game and asking its network for one action per step.
+- Fast (`--fast`): each thread plays N games at once (`--envs-per-thread N`, stepped by the emulator's own C++
+  threads), chooses all N actions with one network call and learns from t_max × N samples per update. On a
+  2-core CPU this plays several times more steps per second; see the README for the numbers.
+
+What differs from the book's 2017 code:
 - The book bootstrapped from V of the wrong state and broadcast the critic loss into an N×N matrix; here R is
   bootstrapped from V(next state) and the value loss is a plain mean over the rollout.
 - After a lost life the book rebuilt the frame history with a reshape that scrambled the pixels; here the
-  history restarts from four copies of the new frame.
+  history restarts from four copies of the new frame (book preprocessing; environment.py lists the
+  differences of the fast path's preprocessing).
 - The book forced FIRE after a lost life but stored that step as if the policy had chosen it; here FIRE is
   pressed by the environment code and is not a training sample.
 - Episodes are counted thread-safely; global updates are serialised by a lock (Keras 3's apply_gradients is
   not thread-safe); the local copy is refreshed by one compiled assign instead of set_weights.
 - At most `--active-threads` workers (default: one per CPU core) play at the same time; the others wait their
-  turn, and a worker hands its turn on after every update (first come, first served). All 8 environments and
-  local networks still take part. Python threads share one interpreter lock, so on a 2-core machine 8 threads
-  all playing at once only fight over it and run slower than 1 thread; taking turns keeps 8 at the speed of 2.
-- TensorFlow runs each (tiny) kernel on the thread that called it instead of a pool of helper threads
-  (`one_thread_per_kernel`): about 20 % less CPU per step here.
-- Gradients are clipped to a global norm of 40 (not in the book; a common A3C safeguard so that one unlucky
-  rollout cannot wreck the shared network).
+  turn (turns.py). TensorFlow runs each small kernel on the thread that called it (`one_thread_per_kernel`).
+- Gradients are clipped to a global norm (40 by default, 0.5 with --fast); not in the book, a common A3C
+  safeguard so that one unlucky rollout cannot wreck the shared network.
 
-Run:  python 3-atari/2-breakout-a3c/breakout_a3c.py --threads 8
-Watch: tensorboard --logdir 3-atari/2-breakout-a3c/summary        (pip install tensorboard)
-Play: python 3-atari/2-breakout-a3c/play_a3c_model.py --episodes 10 --no-render
-
-The shipped save_model/breakout_a3c_trained.weights.h5 was trained with `--threads 8 --lr 7e-4 --seed 1`
-(7e-4 is the A3C paper's usual learning rate; the book's 2.5e-4 stays the default) for 1.69 M agent steps
-(6.7 M frames) on a shared 2-core CPU; its curve is save_graph/breakout_a3c_trained.png (.csv: the numbers).
+Run:   python 3-atari/2-breakout-a3c/breakout_a3c.py --fast
+Watch: tensorboard --logdir 3-atari/2-breakout-a3c/summary
+Play:  python 3-atari/2-breakout-a3c/play_a3c_model.py --episodes 10 --no-render
 """
 import argparse
-import collections
 import csv
 import os
 import random
@@ -58,23 +56,26 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))                     # this folder's environment.py and turns.py
 
-import ale_py
-import cv2
-import gymnasium
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework.summary_pb2 import SummaryMetadata
 
-HERE = Path(__file__).resolve().parent
+from environment import ACTIONS, PREPROCESSINGS, STATE_SIZE, BookBreakout, VectorBreakout, make_games
+from turns import Turns, usable_cores
+
 NAME = "breakout_a3c"
+TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"
 # Every thread traces its own copies of the same functions, once each. TensorFlow's retracing detector
 # (keyed by source code) counts those copies as "retracing" and warns; they are not, so drop that message.
 tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
 
-# ---- hyperparameters (the book's values; --threads, --t-max, --lr, --max-steps override theirs) ----
+# ---- hyperparameters (the book's values) ----
 THREADS = 8                 # actor-learner threads
+ENVS_PER_THREAD = 1         # games each thread plays at once (the book: 1)
 T_MAX = 20                  # steps per rollout before an update
 GAMMA = 0.99                # discount factor
 LEARNING_RATE = 2.5e-4      # RMSprop, shared by all threads
@@ -85,36 +86,24 @@ VALUE_WEIGHT = 0.5          # weight of the value loss in the shared trunk's los
 MAX_GRAD_NORM = 40.0        # gradient clipping (global norm)
 MAX_STEPS = 20_000_000      # agent steps over all threads (= 80 M emulator frames)
 SAVE_EVERY_S = 600          # save the global weights every 10 minutes (and at exit)
-ACTIVE_THREADS = None       # threads playing at once (None: one per CPU core, see usable_cores); not in the book
-NO_OP_MAX = 30              # after a reset, press FIRE a random 1..30 times (random start positions)
+ACTIVE_THREADS = None       # threads playing at once (None: one per CPU core); not in the book
+MAX_EPISODE_STEPS = 10_000  # playing: a greedy agent can loop for ever without breaking a brick, so cap a game
 
-STATE_SIZE = (84, 84, 4)    # four 84×84 grayscale frames
-ACTIONS = (1, 2, 3)         # agent action 0, 1, 2 → the emulator's FIRE, RIGHT, LEFT (no NOOP)
-FIRE = 1
-
-
-# ---- the environment and the book's frame pre-processing ----
-def make_env():
-    """BreakoutDeterministic-v4 of the book = ALE/Breakout-v5 with 4 frames per step and no sticky actions."""
-    gymnasium.register_envs(ale_py)
-    return gymnasium.make("ALE/Breakout-v5", frameskip=4, repeat_action_probability=0.0,
-                          obs_type="grayscale")
+# --fast: batched games per thread (synchronous-A2C practice: 5 steps × 16 games per update, lr 7e-4,
+# gradient norm 0.5), measured fastest to a good score on a 2-core CPU. Options given explicitly win.
+FAST = dict(threads=2, envs_per_thread=16, t_max=5, lr=7e-4, max_grad_norm=0.5, rms_epsilon=1e-10)
 
 
-def pre_processing(next_observe, observe):
-    """The book's A3C pre-processing: the maximum of the last two frames (Atari sprites flicker),
-    grayscale (done by the emulator here), resized to 84×84, uint8."""
-    frame = np.maximum(next_observe, observe)
-    return cv2.resize(frame, (84, 84), interpolation=cv2.INTER_AREA)
-
-
-def discount_rewards(rewards, done, next_value, gamma=GAMMA):
-    """k-step returns of one rollout: R ← r + γR backwards, starting from 0 after a lost life or game over
-    and from V(next state) otherwise."""
-    returns = np.zeros(len(rewards), dtype=np.float32)
-    running = 0.0 if done else float(next_value)
+def discount_rewards(rewards, dones, next_values, gamma=GAMMA):
+    """k-step returns of one rollout of N games: R ← r + γR backwards in time, each game on its own, with R
+    starting from 0 after a step that lost a life or ended that game and from V(next state) at the end.
+    rewards, dones: (t, N); next_values: (N,). Returns (t, N) float32."""
+    rewards = np.asarray(rewards, np.float32).reshape(len(rewards), -1)
+    dones = np.asarray(dones, bool).reshape(rewards.shape)
+    returns = np.zeros(rewards.shape, dtype=np.float32)
+    running = np.asarray(next_values, np.float32).reshape(-1) * np.ones(rewards.shape[1], np.float32)
     for i in reversed(range(len(rewards))):
-        running = rewards[i] + gamma * running
+        running = rewards[i] + gamma * running * ~dones[i]
         returns[i] = running
     return returns
 
@@ -146,15 +135,7 @@ def build_model():
     return keras.Model(state, [policy, value], name="actor_critic")
 
 
-# ---- plumbing: summaries, saving, loading (the same in every chapter; safe to skip) ----
-def summary(name, value, step, plugin="scalars"):
-    """tf.summary.scalar / .text need the tensorboard package at WRITE time; the raw write with the plugin's
-    tag does not (TensorBoard itself is needed only to look: pip install tensorboard)."""
-    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name=plugin))
-    dtype = tf.string if plugin == "text" else tf.float32
-    tf.summary.write(name, tf.constant(value, dtype), step=step, metadata=metadata)
-
-
+# ---- plumbing: saving, loading, signals (safe to skip) ----
 def atomic_write(path, write):
     """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
     path = Path(path)
@@ -186,119 +167,84 @@ def load_weights(model, path, how_to_make):
         sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
 
 
-def usable_cores():
-    """CPU cores this process may use: the affinity mask (else the CPU count), capped by a container's CPU
-    quota (cgroup v2 cpu.max or v1 cpu.cfs_quota_us; e.g. `docker --cpus 2` on a 64-core host gives 2)."""
+def save_weights(model, path, **facts):
+    """The weights and the facts about them (preprocessing, steps, games, seconds) in ONE file, written
+    atomically: after a kill the file on disk is the old one or the new one, never a mismatched pair."""
+    def write(tmp):
+        model.save_weights(tmp)
+        with h5py.File(tmp, "a") as file:
+            file.attrs.update({f"a3c_{key}": value for key, value in facts.items()})
+    atomic_write(path, write)
+
+
+def weights_facts(path):
+    """The facts save_weights stored (weights from before they were stored: the book's preprocessing)."""
     try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    for quota_file, period_file in (("/sys/fs/cgroup/cpu.max", None),
-                                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
-        try:
-            fields = Path(quota_file).read_text().split()
-            quota = fields[0]
-            period = fields[1] if period_file is None else Path(period_file).read_text().strip()
-            if quota not in ("max", "-1"):
-                return max(1, min(cores, int(quota) // int(period)))
-        except (OSError, ValueError, IndexError):
-            continue
-    return cores
+        with h5py.File(path, "r") as file:
+            facts = {key[4:]: file.attrs[key] for key in file.attrs if key.startswith("a3c_")}
+    except OSError:
+        facts = {}                        # load_weights reports the unreadable file
+    facts.setdefault("preprocessing", "book")
+    facts["preprocessing"] = str(facts["preprocessing"])
+    return facts
 
 
-def one_thread_per_kernel(threads=1):
-    """Run each TensorFlow kernel on the Python thread that called it (TensorFlow's intra-op pool of 1 thread).
-    The kernels here are tiny (a 2-layer CNN on one state); handing them to a pool of helper threads costs more
-    than it gains, and the workers already keep the cores busy. Must run before TensorFlow starts (before the
-    first model is built); if it already has, its pools are kept as they are and this returns False."""
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        return True
-    except RuntimeError:
-        return False
+class StopFlag:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
+    stops and the run saves once. A second signal while saving changes nothing (the save goes on)."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.request)
+        signal.signal(signal.SIGTERM, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
 
 
-class Turns:
-    """At most `slots` threads hold a turn at once; the others wait in a first-come, first-served queue.
-
-    A thread that gives its turn back while others wait hands it straight to the one that waited longest, so
-    it cannot take it again at once (a plain threading.Semaphore lets the releasing thread barge back in and
-    starve the rest). Waiting threads sleep on an Event, which costs no interpreter lock.
-    """
-
-    def __init__(self, slots):
-        self.free = slots
-        self.lock = threading.Lock()
-        self.waiting = collections.deque()
-
-    def acquire(self):
-        with self.lock:
-            if self.free > 0 and not self.waiting:
-                self.free -= 1
-                return
-            turn = threading.Event()
-            self.waiting.append(turn)
-        turn.wait()                            # set by release(): the slot was handed over to this thread
-
-    def release(self):
-        with self.lock:
-            if self.waiting:
-                self.waiting.popleft().set()
-            else:
-                self.free += 1
-
-    # Let the longest-waiting thread play (if any waits) and queue up again behind it.
-    # Returns True when other threads played in between.
-    def pass_on(self):
-        with self.lock:
-            others_wait = bool(self.waiting)
-        self.release()
-        self.acquire()
-        return others_wait
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
+NEVER = type("Never", (), {"requested": False})()   # a stop flag that never stops (tests, benchmarks)
 
 
 # ---- the global agent: network, optimiser, counters, summaries, saving ----
 class A3CAgent:
     def __init__(self, threads=THREADS, t_max=T_MAX, learning_rate=LEARNING_RATE, save_dir=HERE,
-                 seed=None, verbose=True, active_threads=ACTIVE_THREADS):
+                 seed=None, verbose=True, active_threads=ACTIVE_THREADS, envs_per_thread=ENVS_PER_THREAD,
+                 max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON, stop=NEVER):
         # Hyperparameters of the run.
         self.threads = threads
         if active_threads is not None and active_threads < 1:
             raise ValueError(f"active_threads must be at least 1, got {active_threads}")
         self.active_threads = min(threads, active_threads or usable_cores())
+        self.envs_per_thread = envs_per_thread
+        self.preprocessing = "book" if envs_per_thread == 1 else "ale-vector"
         self.t_max = t_max
         self.gamma = GAMMA
         self.entropy_beta = ENTROPY_BETA
         self.value_weight = VALUE_WEIGHT
-        self.max_grad_norm = MAX_GRAD_NORM
+        self.max_grad_norm = max_grad_norm
         self.learning_rate = learning_rate
+        self.rms_epsilon = rms_epsilon
         self.seed = seed
         self.verbose = verbose
+        self.stop = stop
 
         # The global network and the one optimiser all threads share (so RMSprop's statistics are shared, as
         # in the paper). Everything Keras builds is built here, in the main thread, before any worker starts.
-        self.model = self.build_model()
-        self.optimizer = keras.optimizers.RMSprop(learning_rate=learning_rate, rho=RMS_RHO,
-                                                  epsilon=RMS_EPSILON)
+        self.model = build_model()
+        self.optimizer = keras.optimizers.RMSprop(learning_rate=learning_rate, rho=RMS_RHO, epsilon=rms_epsilon)
         self.optimizer.build(self.model.trainable_variables)
 
         # Shared state of the threads. `lock` serialises global updates (and saving); `log_lock` keeps one
         # thread at a time in the episode counter, the printout and the TensorBoard writer.
         self.lock = threading.Lock()
         self.log_lock = threading.Lock()
-        self.turns = Turns(self.active_threads)   # how many workers play at once (see Turns)
+        self.turns = Turns(self.active_threads)   # how many workers play at once (see turns.py)
         self.stop_event = threading.Event()
         self.episode = 0
         self.total_steps = 0
         self.updates = 0
-        self.scores = []                        # (episode, total steps, score, duration, thread)
+        self.seconds_before = 0.0               # training seconds of the run(s) this one continues
+        self.scores = []                        # (episode, total steps, score, duration, thread, seconds)
 
         self.save_dir = Path(save_dir)
         self.model_path = self.save_dir / "save_model" / f"{NAME}.weights.h5"
@@ -306,62 +252,66 @@ class A3CAgent:
         self.graph_path = self.save_dir / "save_graph" / f"{NAME}.png"
         self.log_path = self.save_dir / "save_graph" / f"{NAME}.csv"
         self.writer = None
-
-    # The actor-critic of the book, used for the global network and for every thread's local copy.
-    def build_model(self):
-        return build_model()
+        self.start_time = time.perf_counter()
 
     # Load weights to start from (--load), and continue the curve of a previous run in the same --save-dir.
     def load_model(self, path):
+        facts = weights_facts(path)
         load_weights(self.model, path, f"train one with: python {Path(__file__).name}")
+        if facts["preprocessing"] != self.preprocessing:
+            sys.exit(f"error: {path} was trained with the {facts['preprocessing']} preprocessing; continue it "
+                     f"with --envs-per-thread {'1' if facts['preprocessing'] == 'book' else '2 or more'}")
         if self.log_path.exists():
-            with open(self.log_path, newline="") as file:
-                rows = [(int(r["episode"]), int(r["total_steps"]), float(r["score"]), int(r["duration"]),
-                         int(r["thread"])) for r in csv.DictReader(file)]
-            if rows:
-                self.scores = rows
-                self.episode, self.total_steps = rows[-1][0], rows[-1][1]
+            self.scores = read_curve(self.log_path, int(facts.get("episodes", 1 << 62)))
+        if self.scores:
+            self.episode, self.total_steps = self.scores[-1][0], self.scores[-1][1]
+            self.seconds_before = self.scores[-1][5]
+        self.total_steps = int(facts.get("total_steps", self.total_steps))
+        self.seconds_before = float(facts.get("seconds", self.seconds_before))
+
+    def seconds(self):
+        return self.seconds_before + time.perf_counter() - self.start_time
 
     # Called by a worker at the end of a game: count it (thread-safely), print one line, write summaries.
     def end_episode(self, thread, score, duration, avg_max_prob):
         with self.log_lock:
             self.episode += 1
-            episode, total_steps = self.episode, self.total_steps
-            self.scores.append((episode, total_steps, score, duration, thread))
+            episode, total_steps, seconds = self.episode, self.total_steps, self.seconds()
+            self.scores.append((episode, total_steps, score, duration, thread, round(seconds, 1)))
             steps_per_s = (total_steps - self.start_steps) / max(time.perf_counter() - self.start_time, 1e-9)
             if self.verbose:
                 print(f"episode: {episode} | score: {score:.1f} | avg max prob: {avg_max_prob:.3f} | "
                       f"duration: {duration} | thread: {thread} | total steps: {total_steps} | "
                       f"steps/s: {steps_per_s:.0f}", flush=True)
             if self.writer is not None:
-                with self.writer.as_default():
-                    summary("Total Reward/Episode", score, episode)
-                    summary("Average Max Prob/Episode", avg_max_prob, episode)
-                    summary("Duration/Episode", duration, episode)
-                    summary("Steps per Second", steps_per_s, episode)
+                with self.writer.as_default(step=episode):
+                    tf.summary.scalar("Total Reward/Episode", score)
+                    tf.summary.scalar("Average Max Prob/Episode", avg_max_prob)
+                    tf.summary.scalar("Duration/Episode", duration)
+                    tf.summary.scalar("Steps per Second", steps_per_s)
 
     def recent_mean(self, n=100):
         with self.log_lock:
             scores = [row[2] for row in self.scores[-n:]]
         return (float(np.mean(scores)) if scores else float("-inf")), len(scores)
 
-    # Save the global weights (atomically, under the update lock so no update is half-applied), the curve
-    # and its numbers. Called from the main thread every 10 minutes and at the end.
+    # Save the curve (CSV, graph), then the global weights with their facts (under the update lock, so no
+    # update is half-applied). The weights go last: after a kill the CSV may hold games the weights have not
+    # seen, and load_model drops those.
     def save_model(self, path=None):
         path = Path(path or self.model_path)
-        with self.lock:
-            atomic_write(path, self.model.save_weights)
         with self.log_lock:
             rows = list(self.scores)
-
-        def write_csv(tmp):
-            with open(tmp, "w", newline="") as file:
-                out = csv.writer(file)
-                out.writerow(["episode", "total_steps", "score", "duration", "thread"])
-                out.writerows(rows)
-        atomic_write(self.log_path, write_csv)
+        atomic_write(self.log_path, lambda tmp: write_curve(tmp, rows))
         if rows:
             atomic_write(self.graph_path, lambda tmp: plot_scores(rows, tmp))
+        with self.lock:
+            save_weights(self.model, path, preprocessing=self.preprocessing, total_steps=self.total_steps,
+                         episodes=len(rows) and rows[-1][0], seconds=round(self.seconds(), 1),
+                         threads=self.threads, envs_per_thread=self.envs_per_thread)
+
+    def stopping(self):
+        return self.stop.requested or self.stop_event.is_set()
 
     # Start the actor-learner threads and look after them from the main thread until the step budget is
     # spent (or Ctrl-C): save every SAVE_EVERY_S seconds and keep the best global weights so far.
@@ -370,33 +320,34 @@ class A3CAgent:
             ensure_writable(self.save_dir / folder)
         if summaries:
             self.writer = tf.summary.create_file_writer(str(self.save_dir / "summary" / NAME))
-            with self.writer.as_default():
-                summary("hyperparameters", hyperparameter_table(self), 0, plugin="text")
-        workers = self.workers = [Agent(self, index, max_steps, max_episodes) for index in range(self.threads)]
+            with self.writer.as_default(step=0):
+                tf.summary.text("hyperparameters", hyperparameter_table(self))
+        workers = self.workers = []
+        for index in range(self.threads):           # builds and compiles every local network (seconds)
+            if self.stop.requested:
+                return None                         # stopped before training started
+            workers.append(Agent(self, index, max_steps, max_episodes))
         self.start_time, self.start_steps = time.perf_counter(), self.total_steps
         for worker in workers:
             worker.start()
         last_save, best_mean = time.perf_counter(), self.recent_mean()[0]
-        interrupted = False
-        try:
-            while any(worker.is_alive() for worker in workers):
-                self.stop_event.wait(timeout=1.0)
-                if time.perf_counter() - last_save >= save_every:
-                    self.save_model()
-                    last_save = time.perf_counter()
-                    mean, count = self.recent_mean()
-                    if count >= 20 and mean > best_mean:
-                        best_mean = mean
-                        self.save_model(self.best_path)
-                    if self.verbose:
-                        print(f"saved {self.model_path} (mean of last {count} scores: {mean:.1f})", flush=True)
-        except KeyboardInterrupt:
-            interrupted = True
-            print("\ninterrupted: stopping the threads ...", flush=True)
-        finally:
-            self.stop_event.set()
-            for worker in workers:
-                worker.join()
+        while any(worker.is_alive() for worker in workers) and not self.stopping():
+            self.stop_event.wait(timeout=0.2)
+            if time.perf_counter() - last_save >= save_every:
+                self.save_model()
+                last_save = time.perf_counter()
+                mean, count = self.recent_mean()
+                if count >= 20 and mean > best_mean:
+                    best_mean = mean
+                    self.save_model(self.best_path)
+                if self.verbose:
+                    print(f"saved {self.model_path} (mean of last {count} scores: {mean:.1f})", flush=True)
+        interrupted = self.stop.requested
+        if interrupted:
+            print("\ninterrupted: stopping the threads and saving ...", flush=True)
+        self.stop_event.set()
+        for worker in workers:
+            worker.join()
         self.train_seconds = time.perf_counter() - self.start_time
         errors = [worker.error for worker in workers if worker.error is not None]
         self.save_model()
@@ -406,7 +357,7 @@ class A3CAgent:
         if self.verbose:
             print(f"{self.total_steps - self.start_steps} steps in {elapsed:.0f} s "
                   f"({(self.total_steps - self.start_steps) / max(elapsed, 1e-9):.0f} steps/s over "
-                  f"{self.threads} threads, {self.active_threads} at a time)")
+                  f"{self.threads} threads × {self.envs_per_thread} games, {self.active_threads} at a time)")
             print(f"weights saved to {self.model_path}")
             if self.scores:
                 print(f"graph saved to {self.graph_path}")
@@ -418,7 +369,7 @@ class A3CAgent:
         return interrupted
 
 
-# ---- one actor-learner thread: its own Breakout, its own local network ----
+# ---- one actor-learner thread: its own game(s), its own local network ----
 class Agent(threading.Thread):
     def __init__(self, global_agent, index, max_steps=MAX_STEPS, max_episodes=None):
         super().__init__(name=f"actor-learner-{index}", daemon=True)
@@ -427,18 +378,20 @@ class Agent(threading.Thread):
         self.max_steps = max_steps
         self.max_episodes = max_episodes
         self.t_max = global_agent.t_max
+        self.n_games = global_agent.envs_per_thread
         self.error = None
         self.rollouts = 0                     # global updates this thread made
 
         # The local copy θ' and its compiled functions, built here, i.e. in the main thread.
-        self.local_model = global_agent.build_model()
+        self.local_model = build_model()
         self.build_functions()
         self.update_local_model()
 
-        # Rollout memory: preallocated, reused every rollout.
-        self.states = np.zeros((self.t_max, *STATE_SIZE), dtype=np.uint8)
-        self.actions = np.zeros(self.t_max, dtype=np.int32)
-        self.rewards = np.zeros(self.t_max, dtype=np.float32)
+        # Rollout memory: t_max steps × N games, preallocated, reused every rollout.
+        self.states = np.zeros((self.t_max, self.n_games, *STATE_SIZE), dtype=np.uint8)
+        self.actions = np.zeros((self.t_max, self.n_games), dtype=np.int32)
+        self.rewards = np.zeros((self.t_max, self.n_games), dtype=np.float32)
+        self.dones = np.zeros((self.t_max, self.n_games), dtype=bool)
         self.n_samples = 0
         seed = None if global_agent.seed is None else global_agent.seed + 1000 * index
         self.rng = np.random.default_rng(seed)
@@ -451,12 +404,12 @@ class Agent(threading.Thread):
         optimizer, agent = self.global_agent.optimizer, self.global_agent
         state_spec = tf.TensorSpec((None, *STATE_SIZE), tf.uint8)
 
-        # XLA (jit_compile) halves the cost of the small per-step call (≈0.5 ms instead of ≈0.9 ms here) and of
-        # the update; for the gradient step it is slower (rollouts have varying lengths), so that one is plain.
-        @tf.function(input_signature=[state_spec], jit_compile=True)
+        # XLA (jit_compile) halves the cost of acting on one game and of the update; acting on a batch of
+        # games and the gradient step are faster without it (measured here).
+        @tf.function(input_signature=[state_spec], jit_compile=self.n_games == 1)
         def act(states):
             policy, value = local(states, training=False)
-            return policy[0], value[0, 0]
+            return policy, value[:, 0]
 
         @tf.function(input_signature=[state_spec, tf.TensorSpec((None,), tf.int32),
                                       tf.TensorSpec((None,), tf.float32)])
@@ -483,56 +436,53 @@ class Agent(threading.Thread):
                 local_variable.assign(global_variable)
 
         # Keep the traced (concrete) functions: calling them skips tf.function's argument matching, which is
-        # Python work done under the interpreter lock on every step (≈0.1-0.2 ms saved per call here).
+        # Python work done under the interpreter lock on every step.
         self.act = act.get_concrete_function()
         self.compute_gradients = compute_gradients.get_concrete_function()
         self.apply_and_sync = apply_and_sync.get_concrete_function()
         self.sync = sync
-        self.act(tf.zeros((1, *STATE_SIZE), tf.uint8))   # compiles act's XLA code now, not in the worker
+        self.act(tf.zeros((self.n_games, *STATE_SIZE), tf.uint8))   # compile act's XLA code now
 
-    # Sample an action from the local policy π(a|s; θ'). One compiled call; returns (action, policy).
-    def get_action(self, history):
-        policy = self.act(tf.constant(history))[0].numpy()
-        action = int(np.searchsorted(np.cumsum(policy), self.rng.random() * policy.sum()))
-        return min(action, len(ACTIONS) - 1), policy
+    # Sample one action per game from the local policy π(a|s; θ'), all games in one compiled call.
+    def get_action(self, states):
+        policy = self.act(tf.constant(states))[0].numpy()
+        cumulative = np.cumsum(policy, axis=1)
+        draw = self.rng.random((len(policy), 1)) * cumulative[:, -1:]
+        actions = np.minimum((draw > cumulative).sum(axis=1), len(ACTIONS) - 1)
+        return actions, policy
 
-    # Remember one step of the rollout.
-    def append_sample(self, history, action, reward):
-        self.states[self.n_samples] = history[0]
-        self.actions[self.n_samples] = action
-        self.rewards[self.n_samples] = reward
+    # Remember one step of the rollout (one sample per game).
+    def append_sample(self, states, actions, rewards, dones):
+        self.states[self.n_samples] = states
+        self.actions[self.n_samples] = actions
+        self.rewards[self.n_samples] = rewards
+        self.dones[self.n_samples] = dones
         self.n_samples += 1
 
     # θ' ← θ, one compiled assign of every variable (set_weights would cost milliseconds per call).
     def update_local_model(self):
         self.sync()
 
-    # End of a rollout: k-step returns, gradients at θ', one update of θ under the lock, then θ' ← θ.
-    def train_model(self, next_history, done):
+    # End of a rollout: k-step returns per game, gradients at θ', one update of θ under the lock, then θ' ← θ.
+    def train_model(self, next_states):
         n = self.n_samples
-        next_value = 0.0 if done else float(self.act(tf.constant(next_history))[1])
-        returns = discount_rewards(self.rewards[:n], done, next_value, self.global_agent.gamma)
-        grads = self.compute_gradients(tf.constant(self.states[:n]), tf.constant(self.actions[:n]),
-                                       tf.constant(returns))
+        if self.dones[n - 1].all():
+            next_values = np.zeros(self.n_games, np.float32)   # every game just lost a life: no bootstrap
+        else:
+            next_values = self.act(tf.constant(next_states))[1].numpy()
+        returns = discount_rewards(self.rewards[:n], self.dones[:n], next_values, self.global_agent.gamma)
+        grads = self.compute_gradients(tf.constant(self.states[:n].reshape(-1, *STATE_SIZE)),
+                                       tf.constant(self.actions[:n].reshape(-1)), tf.constant(returns.reshape(-1)))
         with self.global_agent.lock:
             self.apply_and_sync(grads)
-            self.global_agent.total_steps += n
+            self.global_agent.total_steps += n * self.n_games
             self.global_agent.updates += 1
         self.rollouts += 1
         self.n_samples = 0
 
-    # Reset the game and press FIRE a random 1..30 times; the history is four copies of the first frame.
-    def reset_env(self, env):
-        observe, info = env.reset(seed=self.env_seed)
-        self.env_seed = None                  # seed only the first reset; later ones continue the stream
-        for _ in range(self.rng.integers(1, NO_OP_MAX + 1)):
-            observe, _, _, _, info = env.step(FIRE)
-        frame = pre_processing(observe, observe)
-        return observe, np.repeat(frame[None, :, :, None], 4, axis=3), info["lives"]
-
     def budget_left(self):
         agent = self.global_agent
-        if agent.stop_event.is_set() or agent.total_steps >= self.max_steps:
+        if agent.stopping() or agent.total_steps >= self.max_steps:
             return False
         return self.max_episodes is None or agent.episode < self.max_episodes
 
@@ -546,57 +496,106 @@ class Agent(threading.Thread):
     def play_and_learn(self):
         turns = self.global_agent.turns
         turns.acquire()                       # wait for a turn to play (see Turns); given back at the end
-        env = None
+        games = None
         try:
             if not self.budget_left():        # the budget ran out while this thread waited
                 return
-            env = make_env()
+            games = make_games(self.n_games, seed=self.env_seed, rng=self.rng,
+                               num_threads=max(1, usable_cores() // self.global_agent.active_threads))
+            states = games.reset()
+            sum_max_prob = np.zeros(self.n_games)
             while self.budget_left():
-                observe, history, lives = self.reset_env(env)
-                score, duration, sum_max_prob = 0.0, 0, 0.0
-                self.n_samples = 0
-                while self.budget_left():
-                    action, policy = self.get_action(history)
-                    next_observe, reward, terminated, truncated, info = env.step(ACTIONS[action])
-                    frame = pre_processing(next_observe, observe)
-                    observe = next_observe
-                    next_history = np.concatenate([history[..., 1:], frame[None, :, :, None]], axis=3)
-                    dead = info["lives"] < lives
-                    lives = info["lives"]
-                    score += reward
-                    duration += 1
-                    sum_max_prob += float(policy.max())
-                    # A lost life is terminal for learning; the score keeps the real (unclipped) rewards.
-                    self.append_sample(history, action, float(np.clip(reward, -1.0, 1.0)))
-                    if dead or terminated or truncated or self.n_samples == self.t_max:
-                        self.train_model(next_history, done=dead or terminated)
-                        # Another waiting thread gets to play; back on turn, start again from the newest θ.
-                        if turns.pass_on():
-                            with self.global_agent.lock:
-                                self.update_local_model()
-                    if dead and not (terminated or truncated):
-                        # Relaunch the ball (not a sample: the policy did not choose it); fresh history.
-                        observe, reward, terminated, truncated, info = env.step(FIRE)
-                        score += reward
-                        frame = pre_processing(observe, observe)
-                        next_history = np.repeat(frame[None, :, :, None], 4, axis=3)
-                    if terminated or truncated:
-                        self.global_agent.end_episode(self.index, score, duration, sum_max_prob / duration)
-                        break
-                    history = next_history
+                actions, policy = self.get_action(states)
+                next_states, rewards, dead, finished = games.step(actions)
+                sum_max_prob += policy.max(axis=1)
+                # A lost life is terminal for learning; the score keeps the real (unclipped) rewards.
+                self.append_sample(states, actions, np.clip(rewards, -1.0, 1.0), dead)
+                for game, score, duration in finished:
+                    self.global_agent.end_episode(self.index, score, duration, sum_max_prob[game] / duration)
+                    sum_max_prob[game] = 0.0
+                # The book's single game also ends its rollout at a lost life.
+                if self.n_samples == self.t_max or (self.n_games == 1 and dead[0]):
+                    self.train_model(next_states)
+                    # Another waiting thread gets to play; back on turn, start again from the newest θ.
+                    if turns.pass_on():
+                        with self.global_agent.lock:
+                            self.update_local_model()
+                states = next_states
         finally:
             turns.release()                   # first, so that no error below can keep the others waiting
-            if env is not None:
-                env.close()
+            if games is not None:
+                games.close()
+
+
+# ---- watching: play the trained agent greedily, with the preprocessing it was trained with ----
+def play(model, episodes, preprocessing="book", render=False, seed=None, max_episode_steps=MAX_EPISODE_STEPS,
+         sample=False, stop=NEVER):
+    """Play `episodes` games with argmax_a π(a|s) (or a ~ π with sample=True); print one line a game and
+    return the scores (the real game score over all five lives)."""
+    rng = np.random.default_rng(seed)
+    policy_of = tf.function(lambda states: model(states, training=False)[0],
+                            input_signature=[tf.TensorSpec((None, *STATE_SIZE), tf.uint8)])
+    if preprocessing == "book":
+        games = BookBreakout(seed=seed, rng=rng, render_mode="human" if render else None)
+    else:
+        games = VectorBreakout(1, seed=seed)
+    scores = []
+    states = games.reset()
+    steps = 0
+    while len(scores) < episodes and not stop.requested:
+        policy = policy_of(tf.constant(states)).numpy()
+        if sample:
+            actions = np.array([rng.choice(len(p), p=p / p.sum()) for p in policy])
+        else:
+            actions = policy.argmax(axis=1)
+        states, _, _, finished = games.step(actions)
+        steps += 1
+        if not finished and steps >= max_episode_steps:    # stuck: count the game as it stands, start anew
+            score = games.score if preprocessing == "book" else float(games.scores[0])
+            finished = [(0, score, steps)]
+            print(f"(game {len(scores) + 1} stopped at the {max_episode_steps}-step cap)")
+            states = games.reset()
+        for _, score, duration in finished:
+            scores.append(score)
+            print(f"episode: {len(scores)} | score: {score:.1f} | steps: {duration}", flush=True)
+            steps = 0
+    games.close()
+    return scores
 
 
 def hyperparameter_table(agent):
-    rows = [("threads", agent.threads), ("active threads", agent.active_threads), ("t_max", agent.t_max),
-            ("gamma", agent.gamma),
-            ("learning rate", agent.learning_rate), ("RMSprop rho", RMS_RHO), ("RMSprop epsilon", RMS_EPSILON),
+    rows = [("threads", agent.threads), ("games per thread", agent.envs_per_thread),
+            ("active threads", agent.active_threads), ("preprocessing", agent.preprocessing),
+            ("t_max", agent.t_max), ("gamma", agent.gamma), ("learning rate", agent.learning_rate),
+            ("RMSprop rho", RMS_RHO), ("RMSprop epsilon", agent.rms_epsilon),
             ("entropy beta", agent.entropy_beta), ("value weight", agent.value_weight),
             ("max grad norm", agent.max_grad_norm), ("seed", agent.seed)]
     return "| hyperparameter | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+CURVE_COLUMNS = ["episode", "total_steps", "score", "duration", "thread", "seconds"]
+
+
+def write_curve(path, rows):
+    with open(path, "w", newline="") as file:
+        out = csv.writer(file)
+        out.writerow(CURVE_COLUMNS)
+        out.writerows(rows)
+
+
+def read_curve(path, up_to_episode):
+    """The rows of a saved curve up to the given game (a curve from before `seconds` was kept gets blanks)."""
+    try:
+        with open(path, newline="") as file:
+            rows = []
+            for r in csv.DictReader(file):
+                seconds = r.get("seconds") or "nan"
+                rows.append((int(r["episode"]), int(r["total_steps"]), float(r["score"]), int(r["duration"]),
+                             int(r["thread"]), float(seconds)))
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        sys.exit(f"error: cannot read the training curve {path} ({type(error).__name__}: {error}); "
+                 "move it away to start a new curve")
+    return [row for row in rows if row[0] <= up_to_episode]
 
 
 def plot_scores(rows, path):
@@ -619,6 +618,18 @@ def plot_scores(rows, path):
     plt.close(fig)
 
 
+def one_thread_per_kernel(threads=1):
+    """Run each TensorFlow kernel on the Python thread that called it (TensorFlow's intra-op pool of 1 thread).
+    The kernels here are small; handing them to a pool of helper threads costs more than it gains, and the
+    workers already keep the cores busy. Must run before TensorFlow starts (before the first model is built);
+    if it already has, its pools are kept as they are and this returns False."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        return True
+    except RuntimeError:
+        return False
+
+
 # ---- plumbing: arguments ----
 def positive_int(text):
     value = int(text)
@@ -628,72 +639,124 @@ def positive_int(text):
 
 
 def positive_float(text):
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train A3C on Atari Breakout (actor-learner threads).")
-    parser.add_argument("--threads", type=positive_int, default=THREADS, help="actor-learner threads")
+    parser = argparse.ArgumentParser(description="Train A3C on Atari Breakout (actor-learner threads).",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fast = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in FAST.items())
+    parser.add_argument("--fast", action="store_true",
+                        help=f"the fast preset for a CPU: {fast} (options given explicitly win)")
+    parser.add_argument("--threads", type=positive_int, default=None, help=f"actor-learner threads [{THREADS}]")
+    parser.add_argument("--envs-per-thread", type=positive_int, default=None,
+                        help=f"games each thread plays at once; above 1 they run in ALE's vector environment "
+                             f"with its preprocessing [{ENVS_PER_THREAD}]")
     parser.add_argument("--active-threads", type=positive_int, default=ACTIVE_THREADS,
-                        help="threads that play at the same time, the others wait their turn "
-                             f"(default: one per CPU core, here {usable_cores()})")
-    parser.add_argument("--t-max", type=positive_int, default=T_MAX, help="steps per rollout before an update")
-    parser.add_argument("--lr", type=positive_float, default=LEARNING_RATE, help="RMSprop learning rate")
+                        help=f"threads that play at the same time, the others wait their turn "
+                             f"(None: one per CPU core, here {usable_cores()})")
+    parser.add_argument("--t-max", type=positive_int, default=None, help=f"steps per rollout before an update [{T_MAX}]")
+    parser.add_argument("--lr", type=positive_float, default=None, help=f"RMSprop learning rate [{LEARNING_RATE}]")
+    parser.add_argument("--max-grad-norm", type=positive_float, default=None,
+                        help=f"clip the gradients to this global norm [{MAX_GRAD_NORM}]")
+    parser.add_argument("--rms-epsilon", type=positive_float, default=None,
+                        help=f"RMSprop epsilon (inside the square root) [{RMS_EPSILON}]")
     parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS,
                         help="stop when the agent steps of all threads reach this (1 step = 4 frames; "
-                             "a run resumed with --load counts on from its curve)")
+                             "a run resumed with --load counts on)")
     parser.add_argument("--episodes", type=positive_int, default=None,
-                        help="stop after this many games over all threads (default: no limit)")
+                        help="stop after this many games over all threads (None: no limit); with --play, "
+                             "games to play (None: 10)")
     parser.add_argument("--save-every", type=positive_float, default=SAVE_EVERY_S,
                         help="seconds between checkpoints of the global weights")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (None: random)")
     parser.add_argument("--save-dir", type=Path, default=HERE,
-                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary (default: this folder)")
+                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
     parser.add_argument("--load", type=Path, default=None,
                         help="start from these weights (with --play: play them); the curve in --save-dir goes on")
     parser.add_argument("--play", action="store_true",
-                        help="do not train: play the trained agent (same as play_a3c_model.py)")
+                        help=f"do not train: play save_model/{TRAINED.name} (or --load) greedily")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="with --play: show the game (training never renders: threads must not draw)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    book = dict(threads=THREADS, envs_per_thread=ENVS_PER_THREAD, t_max=T_MAX, lr=LEARNING_RATE,
+                max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON)
+    for key, value in (FAST if args.fast else book).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
-def stop_on_sigterm(signum, frame):
-    """`kill PID` stops training like Ctrl-C does: threads stopped, weights saved."""
-    raise KeyboardInterrupt
+def display_available():
+    """ALE opens its own window (SDL); on Linux that needs an X or Wayland display."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def seed_everything(seed):
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed)
+        keras.utils.set_random_seed(seed)
+
+
+def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS, sample=False):
+    """--play here and play_a3c_model.py: load the weights and play them with their preprocessing."""
+    stop = StopFlag()
+    seed_everything(seed)
+    if render and not display_available():
+        print("no display found: running headless (pass --render on a machine with a display)")
+        render = False
+    model = build_model()
+    facts = weights_facts(load)
+    load_weights(model, load, f"train them with: python {Path(__file__).name}")
+    if facts["preprocessing"] not in PREPROCESSINGS:
+        sys.exit(f"error: {load} names an unknown preprocessing {facts['preprocessing']!r}")
+    if render and facts["preprocessing"] != "book":
+        print("the vector environment has no window: running headless")
+        render = False
+    print(f"playing {load} with the {facts['preprocessing']} preprocessing it was trained with")
+    scores = play(model, episodes, facts["preprocessing"], render, seed, max_episode_steps, sample, stop)
+    if stop.requested:
+        print("interrupted")
+        if not scores:
+            sys.exit(130)
+    print(f"mean score: {np.mean(scores):.1f} over {len(scores)} episodes")
+    if stop.requested:
+        sys.exit(130)
+
+
+# ---- training ----
 def main(argv=None):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
     if args.play:
-        sys.path.insert(0, str(HERE))
-        import play_a3c_model
-        play_argv = ["--episodes", str(args.episodes or 10), "--render" if args.render else "--no-render"]
-        play_argv += ["--load", str(args.load)] if args.load else []
-        play_argv += ["--seed", str(args.seed)] if args.seed is not None else []
-        return play_a3c_model.main(play_argv)
-
+        return play_main(args.load or TRAINED, args.episodes or 10, args.render, args.seed)
+    stop = StopFlag()
     # Seeding, in one place. Each thread draws its actions from its own numpy generator (seed + 1000·index),
     # so the threads do not share random state; thread scheduling still makes runs differ.
-    if args.seed is not None:
-        random.seed(args.seed)
-        np.random.seed(args.seed)
-        keras.utils.set_random_seed(args.seed)
-
+    seed_everything(args.seed)
     one_thread_per_kernel()
-    agent = A3CAgent(threads=args.threads, t_max=args.t_max, learning_rate=args.lr,
-                     save_dir=args.save_dir, seed=args.seed, active_threads=args.active_threads)
-    for folder in ("save_model", "save_graph", "summary"):
-        ensure_writable(args.save_dir / folder)
+    agent = A3CAgent(threads=args.threads, t_max=args.t_max, learning_rate=args.lr, save_dir=args.save_dir,
+                     seed=args.seed, active_threads=args.active_threads, envs_per_thread=args.envs_per_thread,
+                     max_grad_norm=args.max_grad_norm, rms_epsilon=args.rms_epsilon, stop=stop)
     if args.load:
         agent.load_model(args.load)
-    interrupted = agent.train(max_steps=args.max_steps, max_episodes=args.episodes,
-                              save_every=args.save_every)
-    if interrupted:
+    for folder in ("save_model", "save_graph", "summary"):
+        ensure_writable(args.save_dir / folder)
+    print(f"{args.threads} threads × {args.envs_per_thread} games ({agent.preprocessing} preprocessing), "
+          f"t_max {args.t_max}, lr {args.lr}, max grad norm {args.max_grad_norm}", flush=True)
+    interrupted = None if stop.requested else agent.train(max_steps=args.max_steps, max_episodes=args.episodes,
+                                                          save_every=args.save_every)
+    if interrupted is None:
+        print("interrupted before training started: nothing saved", file=sys.stderr)
+    if interrupted is not False:
         sys.exit(130)
 
 

@@ -1,0 +1,152 @@
+"""Breakout for the A3C chapter, in two preprocessings that present the same batched interface.
+
+    games.reset()                -> states                       (N, 84, 84, 4) uint8, one history per game
+    games.step(actions)          -> next_states, rewards, dead, finished
+        actions:  (N,) agent actions 0, 1, 2 = the emulator's FIRE, RIGHT, LEFT
+        rewards:  (N,) the real game rewards (not clipped: the agent clips them for learning)
+        dead:     (N,) True where this step lost a life or ended the game (the return bootstraps 0 there)
+        finished: [(game, score, duration), ...] for the games that ended on this step
+    A game that ends is reset at once, so next_states[i] is then the first history of the next game of slot i
+    ("same step" reset): every step is a real transition, and nothing of one game reaches the next.
+
+- BookBreakout ("book"): one game with the book's preprocessing, used with --envs-per-thread 1. After a reset
+  FIRE is pressed a random 1..30 times; a frame is the maximum of two consecutive observations, resized to
+  84x84 by OpenCV; the history starts as four copies of the first frame and starts again after a lost life,
+  when FIRE is pressed for the agent to relaunch the ball (not a sample: the policy did not choose it).
+- VectorBreakout ("ale-vector"): N games stepped by the Arcade Learning Environment's own C++ threads
+  (ale_py.vector_env.AtariVectorEnv, outside Python's interpreter lock), used with --envs-per-thread N > 1.
+  Its preprocessing is ALE's, not the book's: a random 0..30 NOOPs then one FIRE after a reset; a frame is the
+  maximum of the last two emulator frames inside the frame skip; the history at a reset is three black frames
+  and the first frame; after a lost life the game plays on with its history and nothing is pressed for the
+  agent (it learns to press FIRE itself).
+
+An agent is always played with the preprocessing it was trained with (breakout_a3c.py writes it beside the
+weights).
+"""
+import ale_py
+import cv2
+import gymnasium
+import numpy as np
+from ale_py.vector_env import AtariVectorEnv
+from gymnasium.vector import AutoresetMode
+
+STATE_SIZE = (84, 84, 4)    # four 84x84 grayscale frames
+ACTIONS = (1, 2, 3)         # agent action 0, 1, 2 -> the emulator's FIRE, RIGHT, LEFT (no NOOP)
+FIRE = 1
+NO_OP_MAX = 30              # after a reset, press FIRE a random 1..30 times (random start positions)
+PREPROCESSINGS = ("book", "ale-vector")
+
+
+def pre_processing(next_observe, observe):
+    """The book's A3C pre-processing: the maximum of the last two observations (Atari sprites flicker),
+    grayscale (done by the emulator here), resized to 84x84, uint8."""
+    frame = np.maximum(next_observe, observe)
+    return cv2.resize(frame, (84, 84), interpolation=cv2.INTER_AREA)
+
+
+class BookBreakout:
+    """One game of BreakoutDeterministic-v4 (the book's) = ALE/Breakout-v5, 4 frames a step, no sticky actions."""
+    preprocessing = "book"
+    num_envs = 1
+
+    def __init__(self, seed=None, rng=None, render_mode=None):
+        gymnasium.register_envs(ale_py)
+        self.env = gymnasium.make("ALE/Breakout-v5", frameskip=4, repeat_action_probability=0.0,
+                                  obs_type="grayscale", render_mode=render_mode)
+        self.seed = seed
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+
+    def reset(self):
+        observe, info = self.env.reset(seed=self.seed)
+        self.seed = None                   # seed only the first reset; later ones continue the stream
+        for _ in range(self.rng.integers(1, NO_OP_MAX + 1)):
+            observe, _, _, _, info = self.env.step(FIRE)
+        self.observe, self.lives = observe, info["lives"]
+        self.score, self.duration = 0.0, 0
+        self.history = self.fresh_history(observe)
+        return self.history
+
+    @staticmethod
+    def fresh_history(observe):
+        frame = pre_processing(observe, observe)
+        return np.repeat(frame[None, :, :, None], 4, axis=3)
+
+    def step(self, actions):
+        next_observe, reward, terminated, truncated, info = self.env.step(ACTIONS[int(actions[0])])
+        frame = pre_processing(next_observe, self.observe)
+        self.observe = next_observe
+        history = np.concatenate([self.history[..., 1:], frame[None, :, :, None]], axis=3)
+        dead = info["lives"] < self.lives
+        self.lives = info["lives"]
+        self.score += reward
+        self.duration += 1
+        if dead and not (terminated or truncated):
+            # Relaunch the ball (not a sample: the policy did not choose it); the history starts again.
+            self.observe, fire_reward, terminated, truncated, info = self.env.step(FIRE)
+            self.score += fire_reward
+            history = self.fresh_history(self.observe)
+        finished = []
+        if terminated or truncated:
+            finished.append((0, self.score, self.duration))
+            history = self.reset()
+        self.history = history
+        return history, np.array([reward], np.float32), np.array([dead or terminated or truncated]), finished
+
+    def close(self):
+        self.env.close()
+
+
+class VectorBreakout:
+    """N games of Breakout in ALE's vector environment (same settings as BookBreakout: 4 frames a step, no
+    sticky actions, the minimal action set NOOP, FIRE, RIGHT, LEFT), each game reset as soon as it ends."""
+    preprocessing = "ale-vector"
+
+    def __init__(self, num_envs, seed=None, num_threads=0, render=False):
+        self.num_envs = num_envs
+        self.seed = seed
+        self.env = AtariVectorEnv(
+            "breakout", num_envs, num_threads=num_threads, frameskip=4, repeat_action_probability=0.0,
+            noop_max=NO_OP_MAX, use_fire_reset=True, reward_clipping=False,
+            episodic_life=False,          # True would reset the whole game at a lost life
+            life_loss_info=True,          # terminated at every lost life; the game itself goes on
+            autoreset_mode=AutoresetMode.SAME_STEP,
+            grayscale=not render)         # render: RGB screens (for --record) instead of the agent's input
+        self.actions = np.array(ACTIONS, dtype=np.int32)   # agent action -> index in NOOP, FIRE, RIGHT, LEFT
+
+    def reset(self):
+        observe, info = self.env.reset(seed=self.seed)
+        self.seed = None
+        self.lives = info["lives"].copy()
+        self.scores = np.zeros(self.num_envs)
+        self.durations = np.zeros(self.num_envs, dtype=np.int64)
+        return self.histories(observe)
+
+    @staticmethod
+    def histories(observe):
+        """ALE's (N, 4, 84, 84) stacks as the network's (N, 84, 84, 4) histories."""
+        return np.ascontiguousarray(observe.transpose(0, 2, 3, 1))
+
+    def step(self, actions):
+        observe, rewards, terminated, truncated, info = self.env.step(self.actions[actions])
+        lives = info["lives"]
+        # With life_loss_info every lost life is `terminated`; the game is over where a new game has begun
+        # (same-step reset: its lives are back up) or the frame limit cut it short.
+        game_over = truncated | (terminated & (lives > self.lives))
+        dead = terminated | truncated
+        self.lives = lives.copy()
+        self.scores += rewards
+        self.durations += 1
+        finished = [(int(i), float(self.scores[i]), int(self.durations[i])) for i in np.flatnonzero(game_over)]
+        self.scores[game_over] = 0.0
+        self.durations[game_over] = 0
+        return self.histories(observe), rewards.astype(np.float32), dead, finished
+
+    def close(self):
+        self.env.close()
+
+
+def make_games(num_envs, seed=None, rng=None, num_threads=0):
+    """The games of one actor-learner: the book's single game, or N games in ALE's vector environment."""
+    if num_envs == 1:
+        return BookBreakout(seed=seed, rng=rng)
+    return VectorBreakout(num_envs, seed=seed, num_threads=num_threads)
