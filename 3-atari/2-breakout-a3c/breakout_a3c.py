@@ -167,14 +167,32 @@ def load_weights(model, path, how_to_make):
         sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
 
 
-def save_weights(model, path, **facts):
-    """The weights and the facts about them (preprocessing, steps, games, seconds) in ONE file, written
-    atomically: after a kill the file on disk is the old one or the new one, never a mismatched pair."""
+def save_weights(model, path, optimizer=None, **facts):
+    """The weights, the facts about them (preprocessing, steps, games, seconds) and the optimiser's state (so
+    that --load goes on where training stopped) in ONE Keras weights file, written atomically: after a kill
+    the file on disk is the old one or the new one, never a mismatched pair."""
     def write(tmp):
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as file:
             file.attrs.update({f"a3c_{key}": value for key, value in facts.items()})
+            if optimizer is not None:
+                group = file.create_group("a3c_optimizer")
+                for index, variable in enumerate(optimizer.variables):
+                    group.create_dataset(str(index), data=np.asarray(variable))
     atomic_write(path, write)
+
+
+def load_optimizer(optimizer, path):
+    """Restore the optimiser's state saved with the weights (RMSprop's running averages); False if absent."""
+    with h5py.File(path, "r") as file:
+        if "a3c_optimizer" not in file:
+            return False
+        values = [file["a3c_optimizer"][str(index)][()] for index in range(len(file["a3c_optimizer"]))]
+    if [v.shape for v in values] != [tuple(v.shape) for v in optimizer.variables]:
+        return False
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+    return True
 
 
 def weights_facts(path):
@@ -261,6 +279,8 @@ class A3CAgent:
         if facts["preprocessing"] != self.preprocessing:
             sys.exit(f"error: {path} was trained with the {facts['preprocessing']} preprocessing; continue it "
                      f"with --envs-per-thread {'1' if facts['preprocessing'] == 'book' else '2 or more'}")
+        if not load_optimizer(self.optimizer, path) and self.verbose:
+            print("note: no optimiser state in this file: RMSprop starts its running averages afresh")
         if self.log_path.exists():
             self.scores = read_curve(self.log_path, int(facts.get("episodes", 1 << 62)))
         if self.scores:
@@ -306,7 +326,8 @@ class A3CAgent:
         if rows:
             atomic_write(self.graph_path, lambda tmp: plot_scores(rows, tmp))
         with self.lock:
-            save_weights(self.model, path, preprocessing=self.preprocessing, total_steps=self.total_steps,
+            save_weights(self.model, path, self.optimizer, preprocessing=self.preprocessing,
+                         total_steps=self.total_steps,
                          episodes=len(rows) and rows[-1][0], seconds=round(self.seconds(), 1),
                          threads=self.threads, envs_per_thread=self.envs_per_thread)
 
