@@ -5,7 +5,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import load_module  # noqa: E402,F401  (the tests' loader: chapter file by path)
+from chapters import load_module  # noqa: E402,F401  (tests/chapters.py: chapter file by path, no pytest)
 
 
 def load_average():

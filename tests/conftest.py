@@ -1,16 +1,16 @@
 """Shared test helpers: every chapter's tests use these, none copies them.
 
-- ``load_module("1-grid-world/4-sarsa/sarsa_agent.py")`` imports a chapter file by path (chapter folders
+- ``load_module("1-grid-world/4-sarsa/sarsa_agent.py")`` (tests/chapters.py, shared with benchmarks/) imports a chapter file by path (chapter folders
   start with digits, so they are not packages). The chapter's own folder is put on ``sys.path`` while it
   loads, so its ``import environment`` finds the right ``environment.py`` even though seven folders have one.
 - ``run_script(path, *args)`` runs a chapter script as a subprocess from a temporary working directory
   (proving it does not depend on the cwd) with no display unless one is asked for.
 - the ``tk_display`` fixture starts a real X server (Xvfb) once per session and points ``DISPLAY`` at it.
 """
-import importlib.util
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,37 +18,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from chapters import ROOT, load_module  # noqa: E402,F401  (tests/chapters.py: no pytest needed)
 
 # Quiet, deterministic backends for everything the tests import or start.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-_loaded = {}
-
-
-def load_module(relpath):
-    """Import a chapter file by its path relative to the repository root (cached per path)."""
-    path = (ROOT / relpath).resolve()
-    if path in _loaded:
-        return _loaded[path]
-    name = "chapter_" + re.sub(r"\W", "_", str(Path(relpath).with_suffix("")))
-    folder = str(path.parent)
-    # Every grid-world chapter has its own environment.py: forget the previous chapter's one.
-    sys.modules.pop("environment", None)
-    sys.path.insert(0, folder)
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(folder)
-        sys.modules.pop("environment", None)
-    _loaded[path] = module
-    return module
-
 
 def run_script(relpath, *args, timeout=300, display=None, cwd=None, env=None):
     """Run ``python <relpath> <args>`` from a temporary cwd; return the CompletedProcess (text output).
@@ -97,3 +72,82 @@ def tk_display():
         os.environ["DISPLAY"] = previous
     server.terminate()
     server.wait(timeout=10)
+
+
+# ---- one helper each for interrupting a script, truncating a file and reading printed scores ----
+# A launcher that runs a chapter script as __main__ and, with RL_SIGNAL_DURING_SAVE=1, sends the process a
+# second SIGINT from inside its first atomic save (the first os.replace after a signal was received): the
+# second signal lands during the save on purpose, not by luck of timing.
+_LAUNCHER = r'''
+import os, runpy, signal, sys
+if os.environ.get("RL_SIGNAL_DURING_SAVE") == "1":
+    real_replace, real_signal, seen = os.replace, signal.signal, []
+
+    def recording_signal(signum, handler):          # remember the script's handler, call it, note the signal
+        if callable(handler):
+            def wrapped(number, frame, handler=handler):
+                seen.append(number)
+                return handler(number, frame)
+            return real_signal(signum, wrapped)
+        return real_signal(signum, handler)
+
+    def replace_with_a_second_signal(source, target):
+        if seen and not getattr(replace_with_a_second_signal, "sent", False):
+            replace_with_a_second_signal.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+            print("test: second SIGINT sent during the save", flush=True)
+        return real_replace(source, target)
+    signal.signal, os.replace = recording_signal, replace_with_a_second_signal
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+runpy.run_path(script, run_name="__main__")
+'''
+
+
+def interrupt_script(relpath, *args, when=lambda line: line.startswith("episode: "), signum=signal.SIGINT,
+                     second_signal_during_save=False, timeout=300, cwd=None):
+    """Start ``python <relpath> <args>``, send ``signum`` once a stdout line satisfies ``when`` (None: at once,
+    as soon as the process has started), and wait for it. With ``second_signal_during_save`` a second SIGINT
+    is sent from inside the script's first save after the signal. Returns a CompletedProcess."""
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env.update({"PYTHONUNBUFFERED": "1", "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
+                "MPLBACKEND": "Agg", "RL_SIGNAL_DURING_SAVE": "1" if second_signal_during_save else "0"})
+    with tempfile.TemporaryDirectory() as tmp_cwd:
+        child = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(ROOT / relpath), *map(str, args)],
+                                 cwd=cwd or tmp_cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        seen = []
+        try:
+            if when is None:
+                child.send_signal(signum)
+            else:
+                for line in child.stdout:
+                    seen.append(line)
+                    if when(line):
+                        child.send_signal(signum)
+                        break
+            out, err = child.communicate(timeout=timeout)
+        finally:
+            child.kill()
+        return subprocess.CompletedProcess(child.args, child.returncode, "".join(seen) + out, err)
+
+
+def truncate_file(source, target=None, keep=0.5):
+    """Write the first ``keep`` fraction of ``source``'s bytes to ``target`` (default: in place); returns it."""
+    data = Path(source).read_bytes()
+    target = Path(target or source)
+    target.write_bytes(data[:int(len(data) * keep)])
+    return target
+
+
+def printed_scores(stdout):
+    """The scores of the ``episode: N | score: X | ...`` lines a script printed, in order."""
+    return [float(match) for match in re.findall(r"^episode: \d+ \| score: (-?[\d.]+)", stdout, re.MULTILINE)]
+
+
+def printed_mean(stdout):
+    """X of the final ``mean score: X over N episodes`` line (fails the test if there is none)."""
+    match = re.search(r"^mean score: (-?[\d.]+) over \d+ episodes", stdout, re.MULTILINE)
+    assert match, f"no 'mean score' line in:\n{stdout[-2000:]}"
+    return float(match[1])

@@ -1,15 +1,12 @@
 """Breakout A3C: the update rule against hand-computed numbers, thread-safe global updates, and smoke runs of
 breakout_a3c.py and play_a3c_model.py (training writes weights and summaries; the play script loads them)."""
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_module, run_script
+from conftest import interrupt_script, load_module, printed_mean, run_script
 
 TRAIN = "3-atari/2-breakout-a3c/breakout_a3c.py"
 PLAY = "3-atari/2-breakout-a3c/play_a3c_model.py"
@@ -303,43 +300,28 @@ def test_short_threaded_run_writes_weights_and_summaries_that_the_play_script_pl
     assert "over 1 episodes" in played.stdout.strip().splitlines()[-1]
 
 
-def start_training(tmp_path, *args):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, str(ROOT / TRAIN), *map(str, args), "--save-dir", str(tmp_path)],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_stop_signal_stops_every_thread_and_saves_weights_that_load(signum, tmp_path):
-    child = start_training(tmp_path, "--threads", 3)
-    try:
-        for line in child.stdout:                  # stop once the threads are playing
-            if line.startswith("episode: 1 "):
-                child.send_signal(signum)
-                break
-        rest, errors = child.communicate(timeout=120)
-    finally:
-        child.kill()
-    assert child.returncode == 130, errors[-2000:]
-    assert "weights saved to" in rest and "Traceback" not in errors
+@pytest.mark.parametrize("signum, second", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["ctrl-c", "sigterm", "second-ctrl-c-during-the-save"])
+def test_a_stop_signal_stops_every_thread_and_saves_weights_that_load(signum, second, tmp_path):
+    result = interrupt_script(TRAIN, "--threads", 3, "--save-dir", tmp_path, signum=signum,
+                              second_signal_during_save=second, timeout=180)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert ("second SIGINT sent during the save" in result.stdout) == second
+    assert "weights saved to" in result.stdout and "graph saved to" in result.stdout
     weights = tmp_path / "save_model" / "breakout_a3c.weights.h5"
+    assert (tmp_path / "save_graph" / "breakout_a3c.png").is_file()
     assert not list(tmp_path.rglob(".tmp-*"))
     played = run_script(PLAY, "--load", weights, "--episodes", 1, "--max-episode-steps", 50, timeout=120)
     assert played.returncode == 0, played.stderr[-2000:]
 
 
 def test_a_signal_before_training_starts_exits_130_in_one_line(tmp_path):
-    child = start_training(tmp_path, "--threads", 8)
-    try:
-        for line in child.stdout:                  # the workers' networks are being built right now
-            if "threads ×" in line:
-                child.send_signal(signal.SIGINT)
-                break
-        rest, errors = child.communicate(timeout=120)
-    finally:
-        child.kill()
-    assert child.returncode == 130
-    assert "interrupted before training started" in errors and "Traceback" not in errors
+    # The line names the run's shape just before the 8 workers' networks are built (seconds): stop then.
+    result = interrupt_script(TRAIN, "--threads", 8, "--save-dir", tmp_path, when=lambda line: "threads ×" in line,
+                              timeout=180)
+    assert result.returncode == 130
+    assert "interrupted before training started" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "save_model" / "breakout_a3c.weights.h5").exists()
 
 
@@ -401,5 +383,5 @@ def test_the_shipped_agent_plays_far_better_than_random():
     # Random play scores about 1.7 a game; the shipped weights about 30. 3 seeded games keep it quick.
     result = run_script(PLAY, "--episodes", 3, "--no-render", "--seed", 1, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    mean = float(result.stdout.strip().splitlines()[-1].split("mean score: ")[1].split()[0])
+    mean = printed_mean(result.stdout)
     assert mean >= 15, result.stdout

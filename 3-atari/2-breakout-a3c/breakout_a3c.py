@@ -135,38 +135,7 @@ def build_model():
     return keras.Model(state, [policy, value], name="actor_critic")
 
 
-# ---- plumbing: saving, loading, signals (safe to skip) ----
-def atomic_write(path, write):
-    """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def ensure_writable(folder):
-    """Fail before training, in one line, if artefacts could not be saved."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as error:
-        sys.exit(f"error: cannot write to {folder}: {error.strerror}")
-
-
-def load_weights(model, path, how_to_make):
-    try:
-        model.load_weights(path)
-    except Exception as error:            # missing, truncated, wrong architecture
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-        # A wrong architecture: Keras says "... for object <Conv2D ...>:" and the reason on the next line.
-        reason = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
-        reason = reason.split(" Target variable:")[0]          # not the dump of the variable's values
-        sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
-
-
+# ---- saving and loading: the weights file also holds the facts about them ----
 def save_weights(model, path, optimizer=None, **facts):
     """The weights, the facts about them (preprocessing, steps, games, seconds) and the optimiser's state (so
     that --load goes on where training stopped) in ONE Keras weights file, written atomically: after a kill
@@ -205,19 +174,6 @@ def weights_facts(path):
     facts.setdefault("preprocessing", "book")
     facts["preprocessing"] = str(facts["preprocessing"])
     return facts
-
-
-class StopFlag:
-    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
-    stops and the run saves once. A second signal while saving changes nothing (the save goes on)."""
-
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGINT, self.request)
-        signal.signal(signal.SIGTERM, self.request)
-
-    def request(self, signum, frame):
-        self.requested = True
 
 
 NEVER = type("Never", (), {"requested": False})()   # a stop flag that never stops (tests, benchmarks)
@@ -304,11 +260,9 @@ class A3CAgent:
                       f"duration: {duration} | thread: {thread} | total steps: {total_steps} | "
                       f"steps/s: {steps_per_s:.0f}", flush=True)
             if self.writer is not None:
-                with self.writer.as_default(step=episode):
-                    tf.summary.scalar("Total Reward/Episode", score)
-                    tf.summary.scalar("Average Max Prob/Episode", avg_max_prob)
-                    tf.summary.scalar("Duration/Episode", duration)
-                    tf.summary.scalar("Steps per Second", steps_per_s)
+                log_scalars(self.writer, episode, **{"Total Reward/Episode": score,
+                                                     "Average Max Prob/Episode": avg_max_prob,
+                                                     "Duration/Episode": duration, "Steps per Second": steps_per_s})
 
     def recent_mean(self, n=100):
         with self.log_lock:
@@ -324,7 +278,8 @@ class A3CAgent:
             rows = list(self.scores)
         atomic_write(self.log_path, lambda tmp: write_curve(tmp, rows))
         if rows:
-            atomic_write(self.graph_path, lambda tmp: plot_scores(rows, tmp))
+            save_graph(self.graph_path, [row[1] for row in rows], [row[2] for row in rows],
+                       "agent steps (all threads; 1 step = 4 frames)", "Breakout A3C")
         with self.lock:
             save_weights(self.model, path, self.optimizer, preprocessing=self.preprocessing,
                          total_steps=self.total_steps,
@@ -619,26 +574,6 @@ def read_curve(path, up_to_episode):
     return [row for row in rows if row[0] <= up_to_episode]
 
 
-def plot_scores(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    steps = np.array([row[1] for row in rows], dtype=np.float64)
-    scores = np.array([row[2] for row in rows], dtype=np.float64)
-    window = min(100, len(scores))
-    mean = np.convolve(scores, np.ones(window) / window, mode="valid")
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(steps, scores, ".", markersize=2, alpha=0.4, label="game score")
-    ax.plot(steps[window - 1:], mean, "r-", label=f"mean of last {window}")
-    ax.set_xlabel("agent steps (all threads; 1 step = 4 frames)")
-    ax.set_ylabel("score")
-    ax.set_title("Breakout A3C")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
-
-
 def one_thread_per_kernel(threads=1):
     """Run each TensorFlow kernel on the Python thread that called it (TensorFlow's intra-op pool of 1 thread).
     The kernels here are small; handing them to a pool of helper threads costs more than it gains, and the
@@ -651,10 +586,97 @@ def one_thread_per_kernel(threads=1):
         return False
 
 
-# ---- plumbing: arguments ----
+# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
+def atomic_write(path, write):
+    """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_writable(folder):
+    """Fail before training, in one line, if artefacts could not be saved."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        sys.exit(f"error: cannot write to {folder}: {error.strerror}")
+
+
+def load_weights(model, path, how_to_make):
+    """Load Keras weights, or exit with one line naming the file and how to make one."""
+    try:
+        model.load_weights(path)
+    except Exception as error:            # missing, truncated, wrong architecture
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        # A wrong architecture: Keras says "... for object <Conv2D ...>:" and the reason on the next line.
+        reason = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+        reason = reason.split(" Target variable:")[0]          # not the dump of the variable's values
+        sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
+
+
+class StopFlag:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
+    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
+    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
+    callback can be lost (training goes on) or crash the process."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.request)
+        signal.signal(signal.SIGTERM, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
+
+
+def display_available():
+    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
+    and WSL without WSLg have none); Windows and macOS always have one."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def log_scalars(writer, step, **scalars):
+    """TensorBoard scalars, one tf.summary.scalar each (view them: tensorboard --logdir <save dir>/summary)."""
+    with writer.as_default(step=step):
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value)
+
+
+def save_graph(path, x, scores, xlabel, title, window=100):
+    """The scores (dots) and their running mean over the last `window` (line), as a PNG written atomically.
+    matplotlib's Agg backend draws without a window."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x, scores = np.asarray(x, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.plot(x, scores, ".", markersize=2, alpha=0.5, label="score")
+    window = min(window, len(scores))
+    if window > 1:
+        mean = np.convolve(scores, np.ones(window) / window, mode="valid")
+        axes.plot(x[window - 1:], mean, "r-", label=f"mean of the last {window}")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("score")
+    axes.set_title(title)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
+    plt.close(figure)
+
+
 def positive_int(text):
-    value = int(text)
-    if value <= 0:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
@@ -663,9 +685,9 @@ def positive_float(text):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not 0.0 < value < float("inf"):                     # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {text}")
     return value
 
 
@@ -712,13 +734,6 @@ def parse_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
-
-
-def display_available():
-    """ALE opens its own window (SDL); on Linux that needs an X or Wayland display."""
-    if not sys.platform.startswith("linux"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def seed_everything(seed):

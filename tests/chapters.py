@@ -1,0 +1,32 @@
+"""Load a chapter file by its path (chapter folders start with digits, so they are not packages).
+Plain standard library, so that benchmarks/ can use it without pytest installed."""
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_loaded = {}
+
+
+def load_module(relpath):
+    """Import a chapter file by its path relative to the repository root (cached per path)."""
+    path = (ROOT / relpath).resolve()
+    if path in _loaded:
+        return _loaded[path]
+    name = "chapter_" + re.sub(r"\W", "_", str(Path(relpath).with_suffix("")))
+    folder = str(path.parent)
+    # Every grid-world chapter has its own environment.py: forget the previous chapter's one.
+    sys.modules.pop("environment", None)
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+        sys.modules.pop("environment", None)
+    _loaded[path] = module
+    return module
