@@ -11,9 +11,12 @@
 
 Every A3C row runs the real training (A3CAgent.train, untouched) and measures the steady state: from the moment
 a quarter of the budget is done to the end (model building, the first compilations and the first games'
-start-up are left out). Where a step's CPU time goes is measured by wrapping the chapter's own functions
-(Agent.get_action, the games' step, Agent.append_sample, Agent.train_model) with a per-thread CPU clock; what is
-left (the emulator's own C++ threads, TensorFlow's helper threads, the interpreter switching threads) is "other".
+start-up are left out). Where the time goes is measured by wrapping the chapter's own functions
+(Agent.get_action, the games' step, Agent.append_sample, Agent.train_model) with a wall clock: thread-time per
+agent step, summed over the actor-learner threads (it includes waiting for the interpreter lock and, in
+games.step, for the emulator's C++ threads); "other" is the rest of the threads' time (the loop's own Python).
+The DQN row runs in a separate process with TensorFlow's default thread pools (as breakout_dqn.py runs), so
+that the A3C's one-thread-per-kernel setting does not slow it.
 Columns: agent steps/s (wall clock), CPU ms per step (process CPU time / steps: what a step costs, whoever else
 uses the machine), cores busy (CPU time / wall time). The load average is printed before and after each row.
 Runs without pytest.
@@ -44,13 +47,13 @@ def steady_rate(a3c, save_dir, steps, threads, envs_per_thread, **options):
 
     def timed(name, function):                # CPU time of this thread spent in `function`
         def wrapper(*args, **kwargs):
-            start = time.thread_time()
+            start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
                 if samples and samples[-1][2] >= steps // 4:
                     with lock:
-                        piece_cpu[name] += time.thread_time() - start
+                        piece_cpu[name] += time.perf_counter() - start
         return wrapper
 
     real_make_games = a3c.make_games
@@ -83,9 +86,13 @@ def steady_rate(a3c, save_dir, steps, threads, envs_per_thread, **options):
     start = next((s for s in samples if s[2] >= steps // 4), samples[0] if samples else end)
     wall, cpu, counted = end[0] - start[0], end[1] - start[1], max(end[2] - start[2], 1)
     pieces = {PIECES[name]: 1000 * seconds / counted for name, seconds in piece_cpu.items()}
-    pieces["other (emulator threads, TensorFlow pools, thread switches)"] = 1000 * cpu / counted - sum(pieces.values())
+    pieces["other (the loop's own Python)"] = 1000 * wall * threads_playing(agent) / counted - sum(pieces.values())
     return {"steps/s": counted / max(wall, 1e-9), "cpu ms/step": 1000 * cpu / counted,
             "cores": cpu / max(wall, 1e-9)}, pieces
+
+
+def threads_playing(agent):
+    return agent.active_threads
 
 
 def emulator_alone(a3c, steps, threads, envs_per_thread):
@@ -116,8 +123,17 @@ def emulator_alone(a3c, steps, threads, envs_per_thread):
 
 
 def dqn_training_rate(steps):
-    """Breakout DQN agent steps/s while it trains (epsilon 0.1, one minibatch every 4 steps), measured with
-    the DQN benchmark's timed loop (benchmarks/breakout_dqn.py)."""
+    """Breakout DQN agent steps/s while it trains (epsilon 0.1, one minibatch every 4 steps), measured in a
+    fresh process (TensorFlow's default thread pools) with the DQN benchmark's timed loop."""
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, __file__, "--dqn-only", str(steps)], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def dqn_training_rate_here(steps):
     import random
     import breakout_dqn as bench   # benchmarks/breakout_dqn.py
     dqn = bench.load_dqn()
@@ -139,7 +155,12 @@ def main():
                         help="games per thread of the --fast rows (2 threads each)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs per row (median kept)")
     parser.add_argument("--dqn-steps", type=int, default=3000, help="DQN training steps timed (0: skip)")
+    parser.add_argument("--dqn-only", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dqn_only:
+        import json
+        print(json.dumps(dqn_training_rate_here(args.dqn_only)))
+        return
 
     a3c = load_module("3-atari/2-breakout-a3c/breakout_a3c.py")
     a3c.one_thread_per_kernel()                               # as the trainer does
@@ -180,8 +201,9 @@ def main():
               f"{median['cpu ms/step']:.2f} | {median['cores']:.2f} |")
     for label, pieces in breakdowns.items():
         total = sum(pieces.values())
-        print(f"\nWhere a step's CPU goes, {label} (last run; CPU ms per agent step):\n")
-        print("| piece | CPU ms/step | share |")
+        print(f"\nWhere the actor-learners' time goes, {label} (last run; thread ms per agent step, "
+              "summed over the threads playing):\n")
+        print("| piece | thread ms/step | share |")
         print("|---|---:|---:|")
         for name, ms in pieces.items():
             print(f"| {name} | {ms:.3f} | {100 * ms / total:.0f} % |")

@@ -1,17 +1,19 @@
 """Breakout DQN (3-atari/1-breakout-dqn): preprocessing, histories, the frame-once replay memory, the
-Huber target, and the scripts end to end (train a few steps, resume, play, bad input)."""
+Huber target, the training and playing loops (stopped between steps), the weights file that holds its step
+count, and the scripts end to end (train a few steps, resume, play, stop signals, bad input)."""
 import json
-import os
+import shutil
 import signal
-import subprocess
-import sys
+import types
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_module, run_script
+from conftest import ROOT, interrupt_script, load_module, printed_mean, printed_scores, run_script, truncate_file
 
 SCRIPT = "3-atari/1-breakout-dqn/breakout_dqn.py"
 PLAY = "3-atari/1-breakout-dqn/play_dqn_model.py"
+CHAPTER = ROOT / "3-atari" / "1-breakout-dqn"
+TRAINED = CHAPTER / "save_model" / "breakout_dqn_trained.weights.h5"
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +162,151 @@ def test_train_step_loss_uses_the_target_network_and_moves_the_weights(dqn):
     assert max_q.numpy() == pytest.approx(agent.model(dqn.to_network_input(states[:1])).numpy().max(), rel=1e-5)
 
 
-def test_train_resume_and_play_end_to_end(tmp_path):
+
+# ---- the loops stop between steps; the weights file holds the step count, epsilon and curve ----
+def test_training_loop_stops_between_steps_and_drops_the_unfinished_game(dqn, capsys):
+    agent = dqn.DQNAgent(memory_size=1000, train_start=1000)      # the memory never fills: no training
+    env = dqn.make_env()
+    stop, stored = types.SimpleNamespace(requested=False), []
+    store = agent.append_sample
+
+    def append_sample(*transition):                              # a signal arrives during the 30th step
+        store(*transition)
+        stored.append(transition)
+        stop.requested = len(stored) == 30
+    agent.append_sample = append_sample
+    curve = []
+    assert dqn.train(agent, env, max_steps=10_000, curve=curve, seed=0, stop=stop) is True
+    assert agent.global_step == len(stored) == 30                # no step after the flag went up
+    assert curve == [] and "episode:" not in capsys.readouterr().out   # no game over in 30 steps: not counted
+
+    stop.requested = False                                       # a step budget ends mid-game: that game counts
+    assert dqn.train(agent, env, max_steps=50, curve=curve, seed=0, stop=stop) is False
+    assert agent.global_step == 50 and curve == [[1, 50, curve[0][2]]]
+    assert capsys.readouterr().out.startswith("episode: 1 | score:")
+    env.close()
+
+
+def test_playing_loop_stops_between_steps_and_counts_finished_games_only(dqn, capsys):
+    class StopInTheSecondGame:                                   # the env of the real game, counting its steps
+        def __init__(self, env, stop):
+            self.env, self.stop, self.games, self.steps = env, stop, 0, 0
+
+        def reset(self, **kwargs):
+            self.games, self.steps = self.games + 1, 0
+            return self.env.reset(**kwargs)
+
+        def step(self, action):
+            self.steps += 1                                      # step 40: past the 1..30 FIREs of the start
+            self.stop.requested = self.stop.requested or (self.games == 2 and self.steps == 40)
+            return self.env.step(action)
+
+    agent = dqn.DQNAgent(memory_size=1)
+    agent.epsilon = 1.0
+    stop = types.SimpleNamespace(requested=False)
+    env = StopInTheSecondGame(dqn.make_env(), stop)
+    scores = dqn.play(agent, env, episodes=3, max_episode_steps=100, seed=0, stop=stop)
+    env.env.close()
+    assert len(scores) == 1 and env.games == 2 and env.steps == 40
+    assert printed_scores(capsys.readouterr().out) == scores
+
+
+def test_the_weights_file_holds_its_facts_and_stays_a_keras_weights_file(dqn, tmp_path):
+    agent = dqn.DQNAgent(memory_size=64)
+    path = tmp_path / "run.weights.h5"
+    curve = [[1, 150, 2.0], [2, 310, 0.0], [3, 512, 7.0]]
+    dqn.save_weights(agent.model, path, 530, 0.25, 3, curve)
+    assert dqn.weights_facts(path) == {"global_step": 530, "epsilon": 0.25, "episode": 3, "curve": curve}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.weights.h5"]     # no sidecar, no temp file
+    other = dqn.DQNAgent(memory_size=64)
+    other.model.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(agent.model.get_weights(), other.model.get_weights()))
+
+    # A stale sidecar beside it (another run's facts, left by an old version): the file's own facts win.
+    (tmp_path / "run.json").write_text(json.dumps({"global_step": 9, "epsilon": 1.0, "episode": 1,
+                                                   "curve": [[1, 9, 0.0]]}))
+    assert dqn.weights_facts(path)["global_step"] == 530
+
+
+def test_the_shipped_sidecar_is_still_read_and_a_self_contradicting_one_is_refused(dqn, tmp_path):
+    facts = dqn.weights_facts(TRAINED)                           # weights from before the facts went inside
+    assert facts["global_step"] == 1_223_444 and facts["episode"] == 2605 == facts["curve"][-1][0]
+    agent = dqn.DQNAgent(memory_size=64)
+    plain = tmp_path / "plain.weights.h5"
+    agent.model.save_weights(plain)
+    assert dqn.weights_facts(plain) is None                      # plain Keras weights, no sidecar: none
+    (tmp_path / "plain.json").write_text(json.dumps({"global_step": 900, "epsilon": 0.5, "episode": 4,
+                                                     "curve": [[1, 300, 1.0], [3, 800, 2.0]]}))
+    with pytest.raises(SystemExit) as refused:                   # its curve ends at game 3, it says game 4
+        dqn.weights_facts(plain)
+    assert str(refused.value).startswith(f"error: cannot read {tmp_path / 'plain.json'}")
+    assert "\n" not in str(refused.value)
+    (tmp_path / "plain.json").write_text(json.dumps({"global_step": 900, "epsilon": float("nan"),
+                                                     "episode": 3, "curve": [[3, 800, 2.0]]}))
+    with pytest.raises(SystemExit):
+        dqn.weights_facts(plain)
+
+
+def test_unreadable_weights_give_one_line(dqn, tmp_path):
+    garbage = tmp_path / "garbage.weights.h5"
+    garbage.write_bytes(b"not an HDF5 file")
+    with pytest.raises(SystemExit) as refused:
+        dqn.load_weights(dqn.DQNAgent(memory_size=1).model, garbage, "train them with: python breakout_dqn.py")
+    message = str(refused.value)
+    assert message.startswith(f"error: cannot load weights from {garbage}") and "\n" not in message
+
+
+# ---- bad values on the command line: argparse's message and exit 2 (checked before anything is built) ----
+@pytest.mark.parametrize("args, complaint", [
+    (["--learning-rate", "nan"], "--learning-rate"),
+    (["--learning-rate", "inf"], "--learning-rate"),
+    (["--learning-rate", "0"], "--learning-rate"),
+    (["--memory-size", "4", "--train-start", "2"], "--memory-size"),          # sampling would never end
+    (["--memory-size", "100", "--train-start", "500"], "--train-start"),      # training would never start
+    (["--train-start", "8", "--memory-size", "1000"], "--train-start"),       # not a minibatch in memory
+    (["--seed", "-1"], "--seed"),
+    (["--episodes", "0"], "--episodes"),
+    (["--no-such-flag"], "unrecognized arguments"),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
+def test_bad_values_are_refused_by_argparse(dqn, capsys, args, complaint):
+    with pytest.raises(SystemExit) as refused:
+        dqn.parse_args(args)
+    assert refused.value.code == 2
+    assert complaint in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("args", [["--epsilon", "nan"], ["--epsilon", "1.5"], ["--episodes", "-3"]])
+def test_bad_values_of_the_play_script_are_refused_by_argparse(capsys, args):
+    play = load_module(PLAY)
+    with pytest.raises(SystemExit) as refused:
+        play.parse_args(args)
+    assert refused.value.code == 2 and args[0] in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_memory_too_small_to_sample_from_is_refused_at_once_and_leaves_nothing(tmp_path):
+    result = run_script(SCRIPT, "--memory-size", 4, "--train-start", 2, "--save-dir", tmp_path / "run", timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: argument --memory-size" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_shows_the_defaults_and_an_unwritable_save_dir_is_one_line(dqn, capsys, tmp_path):
+    with pytest.raises(SystemExit) as shown:
+        dqn.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())              # argparse wraps the lines
+    assert shown.value.code == 0
+    for shown_default in ("--memory-size MEMORY_SIZE replay memory size in frames", "(default: 400000)",
+                          "(default: 50000)", "(default: 10000)", "(default: 0.0001)", "(default: 4)",
+                          "--play", "--load", "--max-steps", "--learning-rate"):
+        assert shown_default in text, shown_default
+    blocked = tmp_path / "file"
+    blocked.write_text("a file, not a folder")
+    result = run_script(SCRIPT, "--save-dir", blocked, "--max-steps", 1, "--memory-size", 100, "--train-start", 50)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: cannot write to")
+
+
+# ---- the scripts end to end ----
+def test_train_resume_and_play_end_to_end(dqn, tmp_path):
     result = run_script(SCRIPT, "--max-steps", 1200, "--train-start", 600, "--memory-size", 2000,
                         "--target-update", 500, "--seed", 0, "--save-dir", tmp_path, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -168,9 +314,11 @@ def test_train_resume_and_play_end_to_end(tmp_path):
     assert lines and all("avg max Q:" in line and "avg loss:" in line and "global step:" in line
                          for line in lines)
     weights = tmp_path / "save_model" / "breakout_dqn.weights.h5"
-    saved = json.loads((tmp_path / "save_model" / "breakout_dqn.json").read_text())
-    assert weights.exists() and (tmp_path / "save_graph" / "breakout_dqn.png").exists()
+    saved = dqn.weights_facts(weights)
+    assert (tmp_path / "save_graph" / "breakout_dqn.png").exists()
     assert saved["global_step"] == 1200 and saved["epsilon"] < 1.0
+    assert [row[2] for row in saved["curve"]] == printed_scores(result.stdout)
+    assert sorted(p.name for p in (tmp_path / "save_model").iterdir()) == ["breakout_dqn.weights.h5"]
     events = list((tmp_path / "summary" / "breakout_dqn").glob("events.out.tfevents.*"))
     assert events and b"Total Reward/Episode" in events[0].read_bytes()
     assert b"Average Loss/Episode" in events[0].read_bytes()
@@ -181,60 +329,79 @@ def test_train_resume_and_play_end_to_end(tmp_path):
                          "--memory-size", 500, "--save-dir", tmp_path, "--render", timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stdout.startswith("no display found: running headless")
-    assert "resuming at step 1200" in resumed.stdout
-    assert json.loads((tmp_path / "save_model" / "breakout_dqn.json").read_text())["global_step"] == 1300
+    assert f"resuming at step 1200, episode {saved['episode'] + 1}," in resumed.stdout
+    again = dqn.weights_facts(weights)
+    assert again["global_step"] == 1300 and again["curve"][:len(saved["curve"])] == saved["curve"]
 
+    # Watching, with either script, writes nothing: not in the chapter folder, not in the working folder.
+    chapter_before = sorted(CHAPTER.rglob("*"))
+    watching = tmp_path / "cwd"
+    watching.mkdir()
     played = run_script(PLAY, "--load", weights, "--episodes", 1, "--max-episode-steps", 200, "--seed", 0,
-                        "--render")
+                        "--render", cwd=watching)
     assert played.returncode == 0, played.stderr[-2000:]
     assert played.stdout.startswith("no display found: running headless")
-    assert "episode: 1 | score:" in played.stdout
-    assert "mean score:" in played.stdout.splitlines()[-1]
+    assert len(printed_scores(played.stdout)) == 1 and printed_mean(played.stdout) == printed_scores(played.stdout)[0]
+    flag = run_script(SCRIPT, "--play", "--load", weights, "--episodes", 2, "--seed", 0, cwd=watching)
+    assert flag.returncode == 0, flag.stderr[-2000:]
+    assert len(printed_scores(flag.stdout)) == 2
+    assert printed_mean(flag.stdout) == pytest.approx(np.mean(printed_scores(flag.stdout)), abs=0.05)
+    assert flag.stdout.strip().splitlines()[-1].endswith("over 2 episodes")
+    assert not list(watching.iterdir()) and sorted(CHAPTER.rglob("*")) == chapter_before
 
 
-def test_ctrl_c_saves_and_exits_130(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    env.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
-    process = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--memory-size", "1000",
-                                "--train-start", "100", "--save-dir", str(tmp_path), "--seed", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               cwd=tmp_path)
-    try:
-        for line in process.stdout:                          # wait for the first finished episode
-            if line.startswith("episode: 1 |"):
-                break
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == 130, err[-2000:]
-    assert "interrupted at step" in out
-    assert (tmp_path / "save_model" / "breakout_dqn.weights.h5").exists()
-    assert (tmp_path / "save_model" / "breakout_dqn.json").exists()
+@pytest.mark.parametrize("signum, second", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["sigterm", "second-ctrl-c-during-the-save"])
+def test_a_stop_signal_saves_once_and_exits_130_with_weights_that_load(dqn, tmp_path, signum, second):
+    result = interrupt_script(SCRIPT, "--memory-size", 1000, "--train-start", 100, "--save-dir", tmp_path,
+                              "--seed", 0, signum=signum, second_signal_during_save=second, timeout=180)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert ("second SIGINT sent during the save" in result.stdout) == second
+    assert result.stdout.count("interrupted at step") == 1
+    step = int(result.stdout.split("interrupted at step ")[1].split(":")[0])
+    weights = tmp_path / "save_model" / "breakout_dqn.weights.h5"
+    assert (tmp_path / "save_graph" / "breakout_dqn.png").is_file()
+    assert not list(tmp_path.rglob(".tmp-*"))
+    facts = dqn.weights_facts(weights)                           # the weights and their facts, one file
+    assert facts["global_step"] == step and facts["curve"][-1][1] <= step
+    dqn.DQNAgent(memory_size=1).model.load_weights(weights)
+
+
+def test_a_signal_before_training_starts_exits_130_in_one_line(tmp_path):
+    # The first line is printed just before the two networks are built (a second or more): stop then.
+    result = interrupt_script(SCRIPT, "--memory-size", 1000, "--train-start", 100, "--save-dir", tmp_path / "run",
+                              when=lambda line: line.startswith("DQN on Breakout:"), timeout=120)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "interrupted before training started: nothing saved"
+    assert "episode:" not in result.stdout
+    assert not (tmp_path / "run" / "save_model" / "breakout_dqn.weights.h5").exists()
 
 
 @pytest.mark.parametrize("script", [SCRIPT, PLAY])
-def test_bad_weights_give_one_line_and_exit_1(tmp_path, script):
-    bad = tmp_path / "bad.weights.h5"
-    bad.write_bytes(b"not an HDF5 file")
-    extra = ["--max-steps", 1, "--save-dir", tmp_path] if script == SCRIPT else ["--episodes", 1]
-    result = run_script(script, "--load", bad, *extra)
+def test_truncated_weights_give_one_line_exit_1_and_leave_nothing(tmp_path, script):
+    bad = truncate_file(TRAINED, tmp_path / "bad.weights.h5")
+    run = tmp_path / "run"
+    extra = ["--max-steps", 1, "--save-dir", run] if script == SCRIPT else ["--episodes", 1]
+    result = run_script(script, "--load", bad, *extra, cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: cannot load weights from {bad}") and "breakout_dqn.py" in last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.weights.h5"]      # no run/, nothing in the cwd
 
 
-def test_help_unknown_flag_and_unwritable_save_dir(tmp_path):
-    shown = {script: run_script(script, "--help") for script in (SCRIPT, PLAY)}
-    assert all(result.returncode == 0 and "--episodes" in result.stdout for result in shown.values())
-    for flag in ("--train-freq", "--target-update", "--memory-size", "--train-start", "--max-steps", "--load"):
-        assert flag in shown[SCRIPT].stdout
-    assert run_script(SCRIPT, "--no-such-flag").returncode == 2
-    blocked = tmp_path / "file"
-    blocked.write_text("a file, not a folder")
-    result = run_script(SCRIPT, "--save-dir", blocked, "--max-steps", 1)
-    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: cannot write to")
+def test_a_truncated_sidecar_gives_one_line_exit_1_and_leaves_nothing(tmp_path):
+    weights = tmp_path / "breakout_dqn_trained.weights.h5"
+    shutil.copyfile(TRAINED, weights)
+    truncate_file(TRAINED.with_name("breakout_dqn_trained.json"), tmp_path / "breakout_dqn_trained.json")
+    result = run_script(SCRIPT, "--load", weights, "--max-steps", 1, "--save-dir", tmp_path / "run")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot read {tmp_path / 'breakout_dqn_trained.json'}")
+    assert not (tmp_path / "run").exists()
 
 
 def test_weights_of_another_network_say_what_does_not_fit():
@@ -249,9 +416,12 @@ def test_weights_of_another_network_say_what_does_not_fit():
     assert "Target variable" not in last and len(last) < 400
 
 
-def test_the_shipped_agent_plays_far_better_than_random():
+def test_the_shipped_agent_plays_far_better_than_random_with_either_script():
     # Random play scores about 1.7 a game; the shipped weights over 100. 3 seeded games keep it quick.
     result = run_script(PLAY, "--episodes", 3, "--no-render", "--seed", 1, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    mean = float(result.stdout.strip().splitlines()[-1].split("mean score: ")[1].split()[0])
-    assert mean >= 20, result.stdout
+    assert printed_mean(result.stdout) >= 20, result.stdout
+    # `breakout_dqn.py --play` plays the shipped weights with the same code: the same seed, the same game.
+    flag = run_script(SCRIPT, "--play", "--episodes", 1, "--seed", 1, timeout=300)
+    assert flag.returncode == 0, flag.stderr[-2000:]
+    assert printed_scores(flag.stdout) == printed_scores(result.stdout)[:1]

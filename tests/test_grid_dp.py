@@ -1,15 +1,21 @@
-"""Policy iteration and value iteration (1-grid-world/1-, 2-): the maths, the window, the command line."""
+"""Policy iteration and value iteration (1-grid-world/1-, 2-): the maths, the window, the command line,
+stopping by signal."""
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import load_module, run_script
+from conftest import ROOT, load_module, run_script
 
 PI_PATH = "1-grid-world/1-policy-iteration/policy_iteration.py"
 VI_PATH = "1-grid-world/2-value-iteration/value_iteration.py"
 GAMMA = 0.9
-# The book's fixed point, row by row (BOOK_SPEC section 1).
+# The optimal values that the book's window shows once the values stop changing (gamma = 0.9, rewards +1 on
+# the circle and -1 on the triangles, 0 elsewhere), to 2 decimals, row by row.
 BOOK_VALUES = np.array([[0.59, 0.66, 0.73, 0.81, 0.73],
                         [0.66, 0.59, 1.00, 0.90, 0.81],
                         [0.73, 1.00, 0.00, 1.00, 0.90],
@@ -67,7 +73,7 @@ def test_first_evaluation_from_the_uniform_policy(pi):
     _, agent = pi
     agent.policy_evaluation()
     expected = np.zeros((5, 5))
-    # One triangle next door: -1/4. BOOK_SPEC lists (0,2) and (2,0); (1,3) and (3,1) border a triangle too.
+    # One triangle next door: -1/4, at (0,2), (2,0), (1,3) and (3,1).
     expected[0, 2] = expected[2, 0] = expected[1, 3] = expected[3, 1] = -0.25
     expected[1, 1] = -0.5                                           # two triangles next door
     expected[1, 2] = expected[2, 1] = expected[2, 3] = expected[3, 2] = 0.25
@@ -281,3 +287,70 @@ def test_help_and_bad_flags(path):
     assert "unrecognized arguments" in result.stderr and "Traceback" not in result.stderr
     result = run_script(path, "--seed", "abc", timeout=60)
     assert result.returncode == 2 and "invalid int value" in result.stderr
+
+
+@pytest.mark.parametrize("path", [PI_PATH, VI_PATH])
+def test_help_shows_the_defaults(path, capsys):
+    with pytest.raises(SystemExit) as done:
+        load_module(path).parse_args(["--help"])
+    assert done.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())          # argparse wraps lines
+    assert "None: when a display is available (default: None)" in help_text
+    assert "None: a different run every time (default: None)" in help_text
+
+
+@pytest.mark.parametrize("path", [PI_PATH, VI_PATH])
+def test_a_screen_that_does_not_answer_means_headless_with_a_note(path):
+    result = run_script(path, display=":987", timeout=60)     # DISPLAY set, but no X server there
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('cannot open a window (couldn\'t connect to display ":987"): running headless\n')
+    assert result.stderr == ""
+    np.testing.assert_allclose(printed_table(result.stdout), BOOK_VALUES)
+
+
+# ---- stopping: Ctrl-C and kill only raise a flag; this chapter saves nothing, so it just exits 130 ----
+
+@pytest.fixture
+def own_signal_handlers():
+    """main() run in this process installs its StopFlag for SIGINT/SIGTERM: give pytest its handlers back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("path", [PI_PATH, VI_PATH])
+def test_a_signal_before_the_values_converge_exits_130_in_one_line(path, monkeypatch, capsys, own_signal_handlers):
+    # In this process, so that the signal lands for sure after the handlers are installed and before the
+    # first sweep (the whole run takes milliseconds): a real SIGTERM while the world is being built.
+    module = load_module(path)
+    env_class = module.Env
+
+    def env_and_get_killed():
+        os.kill(os.getpid(), signal.SIGTERM)
+        return env_class()
+
+    monkeypatch.setattr(module, "Env", env_and_get_killed)
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--no-render"])
+    assert stopped.value.code == 130
+    captured = capsys.readouterr()
+    assert captured.err == "interrupted: nothing saved (this chapter saves nothing)\n"
+    assert captured.out == ""                                        # no table: it never converged
+
+
+@pytest.mark.parametrize("path, signum", [(PI_PATH, signal.SIGINT), (VI_PATH, signal.SIGTERM)],
+                         ids=["policy-iteration-ctrl-c", "value-iteration-sigterm"])
+def test_a_signal_closes_the_window_and_exits_130_without_a_traceback(path, signum, tk_display):
+    # Tk's mainloop waits inside Tcl: the script's timer lets the signal handler run and closes the window.
+    child = subprocess.Popen([sys.executable, str(ROOT / path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "DISPLAY": tk_display, "PYTHONUNBUFFERED": "1"})
+    try:
+        first_line = child.stdout.readline()
+        assert first_line.startswith("window open: "), first_line
+        child.send_signal(signum)
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert err == "interrupted: nothing saved (this chapter saves nothing)\n"

@@ -1,18 +1,18 @@
 """Tests of the tabular grid-world chapters: Monte Carlo, SARSA, Q-learning (1-grid-world/3-, 4-, 5-).
 
-Update rules against numbers worked out by hand, epsilon-greedy tie-breaking, learning with fixed seeds,
-determinism of the saved tables, the Tk window under Xvfb, and the scripts run as a user would run them.
+Update rules against numbers worked out by hand, epsilon-greedy tie-breaking, learning over the first seeds,
+determinism of the saved tables, stopping by signal, the Tk window under Xvfb, and the scripts run as a user
+would run them.
 """
 import os
 import random
 import signal
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, load_module, run_script
+from conftest import ROOT, interrupt_script, load_module, printed_scores, run_script
 
 CHAPTERS = {   # name: (script, agent class, saved table, window title)
     "mc": ("1-grid-world/3-monte-carlo/mc_agent.py", "MCAgent", "mc_value_table.npy", "monte carlo"),
@@ -21,7 +21,18 @@ CHAPTERS = {   # name: (script, agent class, saved table, window title)
                    "q_learning_q_table.npy", "Q Learning"),
 }
 UP, DOWN, LEFT, RIGHT = range(4)
-LEARNING_SEEDS = (0, 1, 3, 5)
+LEARNING_SEEDS = range(4)          # the first K = 4 seeds, the same for every chapter (see the learning test)
+SHORTEST_AT_LEAST = 3              # of those K: how many must learn the shortest path (SARSA, Q-learning)
+NEVER = SimpleNamespace(requested=False)   # a stop flag that is never raised
+
+
+@pytest.fixture
+def own_signal_handlers():
+    """main() run in this process installs its StopFlag for SIGINT/SIGTERM: give pytest its handlers back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 def chapter(name):
@@ -174,21 +185,30 @@ def test_exploration_takes_every_action(name):
 # ---------------------------------------------------------------- learning (the script's main, in process)
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", LEARNING_SEEDS)
 @pytest.mark.parametrize("name", CHAPTERS)
-def test_learns_a_safe_greedy_path_in_1000_episodes(name, seed, tmp_path, capsys):
+def test_learns_a_safe_greedy_path_in_1000_episodes(name, tmp_path, capsys, own_signal_handlers):
+    """The rule: every chapter trains with the book's values on the first K = 4 seeds (0, 1, 2, 3), no seed
+    picked by hand. With every one of them the greedy path of the saved table reaches the circle without
+    touching a triangle; for SARSA and Q-learning at least 3 of the 4 take the shortest 6 moves (the others
+    take an 8-move detour, see the chapters' docstrings). The book's MC is only asked to be safe: its greedy
+    look-ahead on V takes 6 to 12 moves. Measured: SARSA and Q-learning 6 moves with seeds 0, 1, 3 (seed 2:
+    8 moves), MC 8, 6, 12, 6."""
     module, _, table_name, _ = chapter(name)
-    module.main(["--no-render", "--seed", str(seed), "--save-dir", str(tmp_path)])
-    output = capsys.readouterr().out
-    assert output.count("episode: ") == 1000
-    table = np.load(tmp_path / "save_model" / table_name)
-    assert table.shape == ((5, 5) if name == "mc" else (5, 5, 4))
-    path, ending = greedy_path_of_table(name, table)
-    assert path[-1] == [2, 2] and ending.startswith("reaches the circle"), (path, ending)
-    assert not {(1, 2), (2, 1)} & {tuple(cell) for cell in path}     # no triangle on the way
-    if name != "mc":                                     # the book's MC is only asked to be safe
-        assert len(path) - 1 == 6, ending                # the shortest safe path
-    assert "greedy path from the start (row, col): (0, 0) -> " in output
+    lengths = []
+    for seed in LEARNING_SEEDS:
+        save_dir = tmp_path / f"seed{seed}"
+        module.main(["--no-render", "--seed", str(seed), "--save-dir", str(save_dir)])
+        output = capsys.readouterr().out
+        assert len(printed_scores(output)) == 1000
+        assert "greedy path from the start (row, col): (0, 0) -> " in output
+        table = np.load(save_dir / "save_model" / table_name)
+        assert table.shape == ((5, 5) if name == "mc" else (5, 5, 4))
+        path, ending = greedy_path_of_table(name, table)
+        assert path[-1] == [2, 2] and ending.startswith("reaches the circle"), (seed, path, ending)
+        assert not {(1, 2), (2, 1)} & {tuple(cell) for cell in path}, seed     # no triangle on the way
+        lengths.append(len(path) - 1)
+    if name != "mc":
+        assert sum(length == 6 for length in lengths) >= SHORTEST_AT_LEAST, lengths
 
 
 # ---------------------------------------------------------------- the scripts, as a user runs them
@@ -202,7 +222,8 @@ def test_script_headless_run_saves_the_same_table_for_the_same_seed(name, tmp_pa
         result = run_script(script, "--episodes", 200, "--seed", seed, "--save-dir", save_dir, timeout=60)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("no display found: running headless")
-        assert "episode: 199 | score: " in result.stdout
+        scores = printed_scores(result.stdout)
+        assert len(scores) == 200 and set(scores) <= {-100.0, 100.0}   # every episode ends on the circle or a triangle
         saved = save_dir / "save_model" / table_name
         assert f"saved to {saved}" in result.stdout
         assert "greedy path from the start (row, col): (0, 0)" in result.stdout
@@ -221,7 +242,11 @@ def test_script_help_and_bad_input(name, tmp_path):
     for flag in ("--episodes", "--seed", "--render", "--no-render", "--save-dir", "--learning-rate",
                  "--discount-factor", "--epsilon"):
         assert flag in result.stdout
-    for bad in (["--bogus"], ["--episodes", "0"], ["--epsilon", "1.5"]):
+    help_text = " ".join(result.stdout.split())          # argparse wraps lines
+    for default in ("(default: 1000)", "(default: 0.01)", "(default: 0.9)", "(default: 0.1)", "(default: 0.06)",
+                    "None: a different run every time (default: None)"):
+        assert default in help_text
+    for bad in (["--bogus"], ["--episodes", "0"], ["--epsilon", "1.5"], ["--learning-rate", "nan"]):
         result = run_script(script, *bad, timeout=60)
         assert result.returncode == 2, bad
         assert "Traceback" not in result.stderr
@@ -235,25 +260,66 @@ def test_script_help_and_bad_input(name, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("no display found: running headless")
     assert "Traceback" not in result.stderr
+    # DISPLAY set, but no X server answers there: Tk cannot open the window; a one-line note, then headless.
+    result = run_script(script, "--episodes", 3, "--save-dir", tmp_path, display=":987", timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith('cannot open a window (couldn\'t connect to display ":987"): running headless')
+    assert result.stderr == ""
 
 
-def test_ctrl_c_saves_the_table_and_exits_130(tmp_path):
-    script, _, table_name, _ = CHAPTERS["sarsa"]
-    child = subprocess.Popen([sys.executable, str(ROOT / script), "--no-render", "--episodes", "10000000",
-                              "--save-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        assert child.stdout.readline().startswith("episode: 0 |")     # training has started
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=60)
-    finally:
-        child.kill()
-    assert child.returncode == 130, err
-    assert "Traceback" not in err
+@pytest.mark.parametrize("signum, second", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["ctrl-c", "sigterm", "second-ctrl-c-during-the-save"])
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_a_stop_signal_saves_the_table_and_exits_130(name, signum, second, tmp_path):
+    script, _, table_name, _ = CHAPTERS[name]
+    result = interrupt_script(script, "--episodes", 10_000_000, "--save-dir", tmp_path, signum=signum,
+                              second_signal_during_save=second, timeout=60)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert result.stderr == ""                           # no traceback, no warning
+    assert ("second SIGINT sent during the save" in result.stdout) == second
     saved = tmp_path / "save_model" / table_name
-    assert f"saved to {saved}" in out
-    assert np.load(saved).shape == (5, 5, 4)
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("test: ")]   # the launcher's note
+    assert lines[-2] == "interrupted: saving what has been learned so far"
+    assert lines[-1].endswith(f"saved to {saved}")      # the save went on to the end, and said where
+    assert "greedy path" not in result.stdout            # stopped: nothing after the save
+    assert [p.name for p in saved.parent.iterdir()] == [table_name]   # no temp file left behind
+    table = np.load(saved)                               # loads again, and holds what was learned
+    assert table.shape == ((5, 5) if name == "mc" else (5, 5, 4))
+    assert np.any(table != 0)                            # at least one whole episode was learned from
+    greedy_path_of_table(name, table)
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_a_signal_before_training_starts_exits_130_in_one_line(name, tmp_path, capsys, monkeypatch,
+                                                              own_signal_handlers):
+    # In this process, so that the signal lands for sure between the handlers' installation and training:
+    # the script's own StopFlag receives a real SIGTERM while the world is being built.
+    module, _, table_name, _ = chapter(name)
+    make_env = module.make_env
+
+    def make_env_and_get_killed(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return make_env(*args)
+
+    monkeypatch.setattr(module, "make_env", make_env_and_get_killed)
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--no-render", "--save-dir", str(tmp_path)])
+    assert stopped.value.code == 130
+    captured = capsys.readouterr()
+    assert captured.err == "interrupted before training started: nothing saved\n"
+    assert "episode" not in captured.out
+    assert not (tmp_path / "save_model" / table_name).exists()
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_nan_and_inf_rates_are_rejected(name, capsys):
+    module = chapter(name)[0]
+    for flag in ("--learning-rate", "--discount-factor", "--epsilon", "--render-delay"):
+        for bad in ("nan", "inf", "-inf"):
+            with pytest.raises(SystemExit) as rejected:
+                module.parse_args([f"{flag}={bad}"])
+            assert rejected.value.code == 2, (flag, bad)
+            assert f"argument {flag}: must be" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the window, under Xvfb
@@ -272,7 +338,7 @@ def test_window_shows_q_values_of_visited_cells(name, tk_display):
         canvas = env.canvas
         assert (int(canvas["width"]), int(canvas["height"])) == (500, 500)
         assert len(canvas.find_withtag("triangle")) == 2 and len(canvas.find_withtag("circle")) == 1
-        module.train(env, agent, 5, quiet=True)
+        module.train(env, agent, 5, NEVER, quiet=True)
         # Every visited cell that is not terminal shows its four Q values, as the table has them now.
         visited = {cell for cell in env.visited if not env.reward_and_done(cell)[1]}
         assert len(visited) > 1
@@ -301,7 +367,7 @@ def test_window_shows_mc_values(tk_display):
     env = module.Env(render=True, delay=0)
     try:
         assert env.window.title() == "monte carlo"
-        module.train(env, agent, 5, quiet=True)
+        module.train(env, agent, 5, NEVER, quiet=True)
         expected = {(x, y, None): f"{round(agent.value_table[y, x], 2) + 0.0:.2f}" for x, y in env.visited}
         assert canvas_texts(env) == expected
         assert any(text != "0.00" for text in expected.values())

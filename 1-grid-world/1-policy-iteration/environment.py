@@ -44,9 +44,6 @@ class Env:
         """A move off the grid leaves the agent where it was."""
         return [min(max(state[0], 0), HEIGHT - 1), min(max(state[1], 0), WIDTH - 1)]
 
-    def get_transition_prob(self, state, action):
-        return 1.0
-
     def get_all_states(self):
         return self.all_state
 

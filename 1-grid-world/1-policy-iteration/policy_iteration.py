@@ -12,9 +12,12 @@ walks the agent along the policy, "reset" starts over. Without one (or with --no
 alternates full evaluation and improvement until the policy is stable and prints the values and policy.
 
 This chapter differs from the shared CLI: it has no episodes and saves nothing (the book's does not either).
+Ctrl-C or `kill` closes the window, or stops the headless run, and exits with status 130.
 """
 import argparse
+import os
 import random
+import signal
 import sys
 import tkinter as tk
 from pathlib import Path
@@ -86,14 +89,17 @@ class PolicyIteration:
         return self.value_table[state[0]][state[1]]
 
 
-# ---- headless run: iterate to convergence and print (plumbing below is the same in every chapter) ----
+# ---- headless run: iterate to convergence and print ----
 ARROWS = "↑↓←→"
 
 
-def solve(agent, theta=1e-10, max_rounds=100):
-    """Full policy iteration: evaluate until values move less than theta, improve; stop when stable."""
+def solve(agent, stop=None, theta=1e-10, max_rounds=100):
+    """Full policy iteration: evaluate until values move less than theta, improve; stop when stable.
+    Returns the number of improvements, or None once the stop flag (Ctrl-C or kill) is raised."""
     for round_number in range(1, max_rounds + 1):
         while True:
+            if stop and stop.requested:
+                return None
             before = np.array(agent.value_table)
             agent.policy_evaluation()
             if np.max(np.abs(np.array(agent.value_table) - before)) < theta:
@@ -121,24 +127,53 @@ def format_policy(env, best_actions_of):
     return "\n".join(rows)
 
 
+# Tk's mainloop waits inside Tcl, where Python's signal handlers do not run until some event comes: a timer
+# every 100 ms lets them run, and closes the window once Ctrl-C or kill has raised the stop flag.
+def close_on_stop(window, stop, every_ms=100):
+    if stop.requested:
+        window.destroy()
+    else:
+        window.after(every_ms, close_on_stop, window, stop, every_ms)
+
+
+# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
+class StopFlag:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
+    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
+    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
+    callback can be lost (training goes on) or crash the process."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.request)
+        signal.signal(signal.SIGTERM, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
+
+
 def display_available():
-    try:
-        tk.Tk().destroy()
+    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
+    and WSL without WSLg have none); Windows and macOS always have one."""
+    if not sys.platform.startswith("linux"):
         return True
-    except tk.TclError:
-        return False
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+# ---- the command line and the run ----
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=None,
-                        help="open the book's window (default: when a display is available)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for the sampled moves")
+                        help="open the book's window; None: when a display is available")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for the sampled moves; None: a different run every time")
     return parser.parse_args(argv)
 
 
-if __name__ == "__main__":
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    stop = StopFlag()                           # from here on Ctrl-C and kill only raise stop.requested
     if sys.stdout.encoding and sys.stdout.encoding.lower() not in ("utf-8", "utf8"):
         sys.stdout.reconfigure(errors="replace")
     if args.seed is not None:
@@ -153,11 +188,27 @@ if __name__ == "__main__":
     env = Env()
     policy_iteration = PolicyIteration(env)
     if render:
-        GraphicDisplay(policy_iteration).mainloop()
+        try:
+            window = GraphicDisplay(policy_iteration)
+        except tk.TclError as error:            # DISPLAY names a screen, but none answers there
+            print(f"cannot open a window ({error}): running headless")
+            render = False
+    if render:
+        print("window open: Evaluate / Improve / move / reset; close it (or Ctrl-C) to quit")
+        close_on_stop(window, stop)
+        window.mainloop()
     else:
-        rounds = solve(policy_iteration)
-        print(f"policy iteration converged after {rounds} improvements (gamma = {DISCOUNT_FACTOR})")
-        print("value table:")
-        print(format_values(policy_iteration.value_table))
-        print("policy:")
-        print(format_policy(env, lambda s: [a for a, p in enumerate(policy_iteration.get_policy(s)) if p > 0]))
+        rounds = solve(policy_iteration, stop)
+        if rounds is not None:
+            print(f"policy iteration converged after {rounds} improvements (gamma = {DISCOUNT_FACTOR})")
+            print("value table:")
+            print(format_values(policy_iteration.value_table))
+            print("policy:")
+            print(format_policy(env, lambda s: [a for a, p in enumerate(policy_iteration.get_policy(s)) if p > 0]))
+    if stop.requested:
+        print("interrupted: nothing saved (this chapter saves nothing)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,9 +12,12 @@ the agent, Clear = start over. Without one (or with --no-render), the script swe
 the values and the greedy policy.
 
 This chapter differs from the shared CLI: it has no episodes and saves nothing (the book's does not either).
+Ctrl-C or `kill` closes the window, or stops the headless run, and exits with status 130.
 """
 import argparse
+import os
 import random
+import signal
 import sys
 import tkinter as tk
 from pathlib import Path
@@ -67,13 +70,16 @@ class ValueIteration:
         return self.value_table[state[0]][state[1]]
 
 
-# ---- headless run: iterate to convergence and print (plumbing below is the same in every chapter) ----
+# ---- headless run: iterate to convergence and print ----
 ARROWS = "↑↓←→"
 
 
-def solve(agent, theta=1e-10, max_sweeps=10_000):
-    """Sweep until no value moves by theta or more; return the number of sweeps."""
+def solve(agent, stop=None, theta=1e-10, max_sweeps=10_000):
+    """Sweep until no value moves by theta or more; return the number of sweeps, or None once the stop flag
+    (Ctrl-C or kill) is raised."""
     for sweep in range(1, max_sweeps + 1):
+        if stop and stop.requested:
+            return None
         before = np.array(agent.value_table)
         agent.value_iteration()
         if np.max(np.abs(np.array(agent.value_table) - before)) < theta:
@@ -97,24 +103,53 @@ def format_policy(env, best_actions_of):
     return "\n".join(rows)
 
 
+# Tk's mainloop waits inside Tcl, where Python's signal handlers do not run until some event comes: a timer
+# every 100 ms lets them run, and closes the window once Ctrl-C or kill has raised the stop flag.
+def close_on_stop(window, stop, every_ms=100):
+    if stop.requested:
+        window.destroy()
+    else:
+        window.after(every_ms, close_on_stop, window, stop, every_ms)
+
+
+# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
+class StopFlag:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
+    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
+    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
+    callback can be lost (training goes on) or crash the process."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.request)
+        signal.signal(signal.SIGTERM, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
+
+
 def display_available():
-    try:
-        tk.Tk().destroy()
+    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
+    and WSL without WSLg have none); Windows and macOS always have one."""
+    if not sys.platform.startswith("linux"):
         return True
-    except tk.TclError:
-        return False
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+# ---- the command line and the run ----
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=None,
-                        help="open the book's window (default: when a display is available)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for the sampled moves")
+                        help="open the book's window; None: when a display is available")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for the sampled moves; None: a different run every time")
     return parser.parse_args(argv)
 
 
-if __name__ == "__main__":
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    stop = StopFlag()                           # from here on Ctrl-C and kill only raise stop.requested
     if sys.stdout.encoding and sys.stdout.encoding.lower() not in ("utf-8", "utf8"):
         sys.stdout.reconfigure(errors="replace")
     if args.seed is not None:
@@ -129,11 +164,27 @@ if __name__ == "__main__":
     env = Env()
     value_iteration = ValueIteration(env)
     if render:
-        GraphicDisplay(value_iteration).mainloop()
+        try:
+            window = GraphicDisplay(value_iteration)
+        except tk.TclError as error:            # DISPLAY names a screen, but none answers there
+            print(f"cannot open a window ({error}): running headless")
+            render = False
+    if render:
+        print("window open: Calculate / Print Policy / Move / Clear; close it (or Ctrl-C) to quit")
+        close_on_stop(window, stop)
+        window.mainloop()
     else:
-        sweeps = solve(value_iteration)
-        print(f"value iteration converged after {sweeps} sweeps (gamma = {DISCOUNT_FACTOR})")
-        print("value table:")
-        print(format_values(value_iteration.value_table))
-        print("policy:")
-        print(format_policy(env, value_iteration.get_action))
+        sweeps = solve(value_iteration, stop)
+        if sweeps is not None:
+            print(f"value iteration converged after {sweeps} sweeps (gamma = {DISCOUNT_FACTOR})")
+            print("value table:")
+            print(format_values(value_iteration.value_table))
+            print("policy:")
+            print(format_policy(env, value_iteration.get_action))
+    if stop.requested:
+        print("interrupted: nothing saved (this chapter saves nothing)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

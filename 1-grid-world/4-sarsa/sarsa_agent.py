@@ -19,10 +19,12 @@ in the cells that only exploration visits (measured with benchmarks/grid_tabular
 
 At the end Q is saved to save_model/sarsa_q_table.npy (under --save-dir): a numpy array of shape (5, 5, 4)
 indexed [row, col, action], actions in the book's order up, down, left, right. `numpy.load` reads it.
+Ctrl-C or `kill` stops the run between two steps; it saves Q the same way and exits with status 130.
 """
 import argparse
 import os
 import random
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -73,24 +75,6 @@ def arg_max(values):
     return int(random.choice(best))
 
 
-# The book's training loop. The next action is chosen BEFORE learning, and is the one taken next.
-def train(env, agent, episodes, quiet=False):
-    for episode in range(episodes):
-        state = env.reset()
-        action = agent.get_action(state)
-        score, steps, done = 0, 0, False
-        while not done:
-            next_state, reward, done = env.step(action)
-            next_action = None if done else agent.get_action(next_state)
-            agent.learn(state, action, reward, next_state, next_action, done)
-            state, action = next_state, next_action
-            score += reward
-            steps += 1
-            env.print_value_all(agent.q_table)     # does nothing headless
-        if not quiet:
-            print(f"episode: {episode} | score: {score:.1f} | steps: {steps}")
-
-
 # Follow the greedy action (the first best one on ties) from the start until the episode would end or
 # a cell repeats (a deterministic policy that comes back to a cell loops for ever).
 def greedy_path(q_table, env):
@@ -105,11 +89,22 @@ def greedy_path(q_table, env):
     return path, f"{ending} in {len(path) - 1} moves"
 
 
-# ---- plumbing: arguments, saving, display detection (the same in every chapter; safe to skip) ----
+# The world, with its window when asked. DISPLAY can name a screen that does not answer, and a Python can
+# lack Tk: then the run goes on headless after a one-line note.
+def make_env(render, delay):
+    if render:
+        try:
+            return Env(render=True, delay=delay)
+        except RuntimeError as error:
+            print(f"{error}: running headless")
+    return Env()
+
+
+# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
 def atomic_write(path, write):
     """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
     try:
         write(str(tmp))
         os.replace(tmp, path)
@@ -126,86 +121,127 @@ def ensure_writable(folder):
         sys.exit(f"error: cannot write to {folder}: {error.strerror}")
 
 
+class StopFlag:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
+    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
+    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
+    callback can be lost (training goes on) or crash the process."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.request)
+        signal.signal(signal.SIGTERM, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
+
+
 def display_available():
-    try:
-        import tkinter
-    except ImportError:
-        return False
-    try:
-        tkinter.Tk().destroy()
+    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
+    and WSL without WSLg have none); Windows and macOS always have one."""
+    if not sys.platform.startswith("linux"):
         return True
-    except tkinter.TclError:
-        return False
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def positive_int(text):
-    value = int(text)
-    if value <= 0:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
+def non_negative(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not 0.0 <= value < float("inf"):                    # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def probability(text):
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:                            # also rejects nan
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
 
 
-def non_negative(text):
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
+# ---- the command line and the training loop ----
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="SARSA on the 5x5 grid world (the book's chapter 4).")
+    parser = argparse.ArgumentParser(description="SARSA on the 5x5 grid world (the book's chapter 4).",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--episodes", type=positive_int, default=EPISODES, help="episodes to train")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: a random run)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed; None: a different run every time")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=None,
-                        help="show the grid window (default: when a display is available)")
+                        help="show the grid window; None: when a display is available")
     parser.add_argument("--render-delay", type=non_negative, default=RENDER_DELAY,
                         help="seconds per step while rendering")
-    parser.add_argument("--save-dir", type=Path, default=HERE,
-                        help="the table goes to SAVE_DIR/save_model (default: this script's folder)")
+    parser.add_argument("--save-dir", type=Path, default=HERE, help="the table goes to SAVE_DIR/save_model")
     parser.add_argument("--learning-rate", type=probability, default=LEARNING_RATE, help="step size alpha")
     parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
-    parser.add_argument("--epsilon", type=probability, default=EPSILON,
-                        help="probability of a random action")
+    parser.add_argument("--epsilon", type=probability, default=EPSILON, help="probability of a random action")
     return parser.parse_args(argv)
+
+
+# The book's training loop. The next action is chosen BEFORE learning, and is the one taken next.
+# Between two steps it looks at the stop flag (Ctrl-C or kill) and returns early.
+def train(env, agent, episodes, stop=None, quiet=False):
+    for episode in range(episodes):
+        state = env.reset()
+        action = agent.get_action(state)
+        score, steps, done = 0, 0, False
+        while not done:
+            if stop and stop.requested:
+                return
+            next_state, reward, done = env.step(action)
+            next_action = None if done else agent.get_action(next_state)
+            agent.learn(state, action, reward, next_state, next_action, done)
+            state, action = next_state, next_action
+            score += reward
+            steps += 1
+            env.print_value_all(agent.q_table)     # does nothing headless
+        if not quiet:
+            print(f"episode: {episode} | score: {score:.1f} | steps: {steps}")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    stop = StopFlag()                           # from here on Ctrl-C and kill only raise stop.requested
     save_path = args.save_dir / "save_model" / "sarsa_q_table.npy"
-    if args.render is not False and not display_available():     # default or --render, but no screen
+    render = args.render is not False
+    if render and not display_available():     # default or --render, but no screen
         print("no display found: running headless (pass --render on a machine with a display)")
-        args.render = False
-    args.render = args.render is not False
+        render = False
     ensure_writable(save_path.parent)
 
     if args.seed is not None:                   # seeding: one visible block
         random.seed(args.seed)
         np.random.seed(args.seed)
 
-    env = Env(render=args.render, delay=args.render_delay)
+    env = make_env(render, args.render_delay)
     agent = SARSAgent(actions=list(range(env.n_actions)), learning_rate=args.learning_rate,
                       discount_factor=args.discount_factor, epsilon=args.epsilon)
-
-    def save():
-        atomic_write(save_path, lambda tmp: np.save(tmp, agent.q_table))
-        print(f"Q table (row, col, action: {', '.join(ACTIONS)}) saved to {save_path}")
-
-    try:
-        train(env, agent, args.episodes)
-    except KeyboardInterrupt:
-        print("interrupted: saving what has been learned so far")
+    if stop.requested:
         env.close()
-        save()
+        print("interrupted before training started: nothing saved", file=sys.stderr)
         sys.exit(130)
+
+    train(env, agent, args.episodes, stop)
     env.close()
-    save()
+    if stop.requested:
+        print("interrupted: saving what has been learned so far")
+    atomic_write(save_path, lambda tmp: np.save(tmp, agent.q_table))
+    print(f"Q table (row, col, action: {', '.join(ACTIONS)}) saved to {save_path}")
+    if stop.requested:
+        sys.exit(130)
     path, ending = greedy_path(agent.q_table, env)
     print("greedy path from the start (row, col): "
           + " -> ".join(f"({y}, {x})" for x, y in path) + f": {ending}")

@@ -38,6 +38,7 @@ V_TEXT = ((0, 46), "s")                     # where V(s) is written
 
 
 class Env:
+    # render=True opens the window; RuntimeError (one line) when none can open: no Tk, or no screen.
     def __init__(self, render=False, delay=RENDER_DELAY):
         self.width, self.height = WIDTH, HEIGHT
         self.n_actions = len(ACTIONS)
@@ -90,9 +91,12 @@ class Env:
 
     def _open_window(self, delay):
         if tk is None:
-            raise RuntimeError("this Python has no tkinter: run with render=False")
+            raise RuntimeError("this Python has no tkinter")
         self.delay = delay
-        self.window = tk.Tk()
+        try:
+            self.window = tk.Tk()
+        except tk.TclError as error:     # DISPLAY names a screen, but none answers there
+            raise RuntimeError(f"cannot open a window ({error})") from None
         self.window.title(TITLE)
         self.window.resizable(False, False)
         self.window.protocol("WM_DELETE_WINDOW", self._on_close_button)
@@ -127,7 +131,8 @@ class Env:
 
     # Show the window's current state, then wait `delay` seconds inside Tk's event loop, which keeps
     # handling clicks, redraws and the close button meanwhile, so the window never freezes. The timer is
-    # a plain Tcl command (no Python callback), so Ctrl-C reaches the training loop as KeyboardInterrupt.
+    # a plain Tcl command (no Python callback); Ctrl-C or kill only raise the script's stop flag, which the
+    # training loop looks at once the wait is over.
     def render(self):
         if self.window is None:
             return

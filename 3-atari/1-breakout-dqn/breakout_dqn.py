@@ -26,10 +26,13 @@ What differs from the book's 2017 code, and why:
 - Adam(1e-4) instead of RMSprop(2.5e-4, eps 0.01) (both are the usual choices; Adam is steadier).
 - Acting and training are compiled TensorFlow functions; the average max Q comes from the same call
   that picks the greedy action (steps that act at random do not run the network at all).
+- The step count, epsilon and score curve that --load resumes from are stored inside the weights file
+  (HDF5 attributes), so one atomic rename writes them together; the shipped weights from before that
+  keep them in breakout_dqn_trained.json beside the file, which is still read.
 
-Run:  python 3-atari/1-breakout-dqn/breakout_dqn.py            (days on a CPU; resumable with --load)
-Look: tensorboard --logdir 3-atari/1-breakout-dqn/summary      (pip install tensorboard to look)
-Play: python 3-atari/1-breakout-dqn/play_dqn_model.py
+Run:   python 3-atari/1-breakout-dqn/breakout_dqn.py            (days on a CPU; resumable with --load)
+Watch: tensorboard --logdir 3-atari/1-breakout-dqn/summary
+Play:  python 3-atari/1-breakout-dqn/breakout_dqn.py --play     (or play_dqn_model.py, the book's script)
 """
 import argparse
 import json
@@ -47,20 +50,37 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import ale_py
 import cv2
 import gymnasium
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
-from tensorflow.core.framework.summary_pb2 import SummaryMetadata
 
 HERE = Path(__file__).resolve().parent
 NAME = "breakout_dqn"
+TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"
 
 # The agent's 3 actions and the ALE action each one presses (ALE: 0 NOOP, 1 FIRE, 2 RIGHT, 3 LEFT).
 FIRE, RIGHT, LEFT = 0, 1, 2
 ALE_ACTION = (1, 2, 3)
 FRAME_SIZE = 84
 HISTORY_LENGTH = 4
+
+# ---- hyperparameters (the book's names and values unless the docstring says otherwise) ----
+EPISODES = 50_000               # games to train
+MEMORY_SIZE = 400_000           # replay memory, in frames (84x84 uint8 each: 400,000 = 2.8 GB)
+TRAIN_START = 50_000            # frames in memory before training starts
+TRAIN_FREQ = 4                  # one minibatch every 4 agent steps (Nature; the book: every step)
+UPDATE_TARGET_RATE = 10_000     # agent steps between copies of the online network to the target network
+EXPLORATION_STEPS = 1_000_000   # agent steps (once training runs) over which epsilon falls
+EPSILON_START, EPSILON_END = 1.0, 0.1
+BATCH_SIZE = 32
+DISCOUNT_FACTOR = 0.99
+LEARNING_RATE = 1e-4            # Adam
+NO_OP_STEPS = 30                # a game starts with 1..30 random FIREs
+SAVE_EVERY = 1000               # episodes between checkpoints (and always at exit)
+PLAY_EPISODES = 10              # watching: games to play
+PLAY_EPSILON = 0.01             # watching: a little randomness, as in the book's play_dqn_model.py
 
 
 def make_env(render=False):
@@ -87,7 +107,7 @@ def next_history_of(history, next_state):
 
 
 # Reset the game and press FIRE a random 1..no_op_steps times, so games do not all start alike.
-def start_game(env, no_op_steps=30, seed=None):
+def start_game(env, no_op_steps=NO_OP_STEPS, seed=None):
     observe, info = env.reset(seed=seed)
     for _ in range(random.randint(1, no_op_steps)):
         observe, _, _, _, info = env.step(ALE_ACTION[FIRE])
@@ -144,7 +164,8 @@ class ReplayMemory:
             slots[:, back] = np.where(self.starts[newer], newer, slots[:, back])
         return self.frames[slots]
 
-    # Uniform minibatch of transitions whose 4 older frames are all still in memory.
+    # Uniform minibatch of transitions whose 4 older frames are all still in memory. The newest slot is
+    # always one (a memory of more than HISTORY_LENGTH frames; main() checks --memory-size), so this ends.
     def sample(self, batch_size):
         chosen = np.empty(0, np.int64)
         while len(chosen) < batch_size:
@@ -175,20 +196,22 @@ def huber_loss(targets, q_values):
 
 
 class DQNAgent:
-    def __init__(self, action_size=3, memory_size=400_000, train_start=50_000,
-                 update_target_rate=10_000, exploration_steps=1_000_000):
-        # Hyperparameters (the book's values unless the docstring says otherwise).
+    def __init__(self, action_size=3, memory_size=MEMORY_SIZE, train_start=TRAIN_START,
+                 update_target_rate=UPDATE_TARGET_RATE, exploration_steps=EXPLORATION_STEPS,
+                 learning_rate=LEARNING_RATE):
+        # Hyperparameters (the module's constants above; the arguments are what the command line changes).
         self.action_size = action_size
-        self.epsilon = 1.0
-        self.epsilon_start, self.epsilon_end = 1.0, 0.1
+        self.epsilon = EPSILON_START
+        self.epsilon_start, self.epsilon_end = EPSILON_START, EPSILON_END
         self.exploration_steps = exploration_steps
         self.epsilon_decay_step = (self.epsilon_start - self.epsilon_end) / self.exploration_steps
-        self.batch_size = 32
+        self.batch_size = BATCH_SIZE
         self.train_start = train_start
         self.update_target_rate = update_target_rate
-        self.discount_factor = 0.99
-        self.learning_rate = 1e-4
-        self.no_op_steps = 30
+        self.discount_factor = DISCOUNT_FACTOR
+        self.learning_rate = learning_rate
+        self.no_op_steps = NO_OP_STEPS
+        self.global_step = 0     # agent steps taken so far, resumed runs included (4 frames each)
 
         self.memory = ReplayMemory(memory_size)
         self.model = self.build_model()
@@ -248,11 +271,203 @@ class DQNAgent:
         return float(self.train_step(*self.memory.sample(self.batch_size)))
 
 
-# ---- plumbing: saving, loading, arguments (the same in every chapter; safe to skip) ----
+# ---- saving and loading: the weights file also holds the step count, epsilon and score curve ----
+def save_weights(model, path, global_step, epsilon, episode, curve):
+    """The weights and what --load resumes from (agent steps, epsilon, last finished game, the score curve
+    as rows [episode, global step, score]) in ONE Keras weights file, written atomically: after a kill
+    the file on disk is the old one or the new one, never weights with another run's step count."""
+    def write(tmp):
+        model.save_weights(tmp)
+        with h5py.File(tmp, "a") as file:
+            file.attrs.update(dqn_global_step=global_step, dqn_epsilon=epsilon, dqn_episode=episode)
+            file.create_dataset("dqn_curve", data=np.asarray(curve, np.float64).reshape(-1, 3))
+    atomic_write(path, write)
+
+
+def old_sidecar_of(weights_path):
+    """Where weights saved before the facts went into the file kept them (the shipped _trained ones)."""
+    return Path(str(weights_path).removesuffix(".weights.h5") + ".json")
+
+
+def weights_facts(path):
+    """{global_step, epsilon, episode, curve} saved with the weights, or None when there are none (plain
+    Keras weights). Call it after load_weights, which reports a file that is not readable at all."""
+    try:
+        with h5py.File(path, "r") as file:
+            if "dqn_global_step" in file.attrs:
+                return {"global_step": int(file.attrs["dqn_global_step"]),
+                        "epsilon": float(file.attrs["dqn_epsilon"]),
+                        "episode": int(file.attrs["dqn_episode"]),
+                        "curve": [[int(e), int(s), float(score)] for e, s, score in file["dqn_curve"][()]]}
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        sys.exit(f"error: cannot read the step count and epsilon stored in {path} ({type(error).__name__}: "
+                 f"{error}); train anew without --load")
+    sidecar = old_sidecar_of(path)
+    if not sidecar.exists():
+        return None
+    try:
+        saved = json.loads(sidecar.read_text())
+        facts = {"global_step": int(saved["global_step"]), "epsilon": float(saved["epsilon"]),
+                 "episode": int(saved["episode"]),
+                 "curve": [[int(e), int(s), float(score)] for e, s, score in saved["curve"]]}
+        # The sidecar must describe one run: epsilon a probability, the curve ending at its last game.
+        if not (0.0 <= facts["epsilon"] <= 1.0 and facts["global_step"] >= 0 and facts["episode"] >= 0):
+            raise ValueError("step count, episode or epsilon out of range")
+        if facts["curve"] and (facts["curve"][-1][0] != facts["episode"]
+                               or facts["curve"][-1][1] > facts["global_step"]):
+            raise ValueError("its score curve does not end at its last episode and step")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        sys.exit(f"error: cannot read {sidecar}, the step count and epsilon of {path.name} "
+                 f"({type(error).__name__}: {error}); move it away to start from step 0")
+    return facts
+
+
+NEVER = type("Never", (), {"requested": False})()   # a stop flag that never stops (tests, benchmarks)
+
+
+def seed_everything(seed):
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed)
+        keras.utils.set_random_seed(seed)
+
+
+def stopped_before_training():
+    """A stop signal came before the first training step: nothing to save, one line, exit 130."""
+    print("interrupted before training started: nothing saved", file=sys.stderr)
+    sys.exit(130)
+
+
+# ---- watching: the book's play_dqn_model.py (that script calls play_main) ----
+def play(agent, env, episodes, max_episode_steps=None, seed=None, stop=NEVER):
+    """Play `episodes` games with the agent's epsilon, learning nothing; FIRE relaunches the ball after a
+    lost life. Prints one line a game and returns the scores (a game cut short by a stop is not counted)."""
+    scores = []
+    for episode in range(1, episodes + 1):
+        if stop.requested:
+            break
+        observe, lives = start_game(env, agent.no_op_steps, seed=seed if episode == 1 else None)
+        history = new_history(pre_processing(observe))
+        done, dead, score, step = False, False, 0.0, 0
+        while not done and not stop.requested:
+            step += 1
+            action = FIRE if dead else agent.get_action(history)[0]
+            observe, reward, terminated, truncated, info = env.step(ALE_ACTION[action])
+            done = terminated or truncated or (max_episode_steps is not None and step >= max_episode_steps)
+            next_state = pre_processing(observe)
+            dead = info["lives"] < lives
+            lives = info["lives"]
+            score += reward
+            history = new_history(next_state) if dead else next_history_of(history, next_state)
+        if not done:
+            break
+        scores.append(score)
+        print(f"episode: {episode} | score: {score:.1f} | steps: {step}", flush=True)
+    return scores
+
+
+def play_main(load=TRAINED, episodes=PLAY_EPISODES, epsilon=PLAY_EPSILON, max_episode_steps=None,
+              render=False, seed=None):
+    """--play here and play_dqn_model.py: load the weights, play, print the mean score. Writes nothing."""
+    stop = StopFlag()
+    seed_everything(seed)
+    agent = DQNAgent(memory_size=1)              # playing needs no replay memory
+    load_weights(agent.model, load, f"train them with: python {Path(__file__).name} (weights go to save_model/)")
+    agent.epsilon = epsilon
+    if render and not display_available():
+        print("no display found: running headless (pass --render on a machine with a display)")
+        render = False
+    env = make_env(render)
+    scores = play(agent, env, episodes, max_episode_steps, seed, stop)
+    env.close()
+    if stop.requested:
+        print("interrupted")
+        if not scores:
+            sys.exit(130)
+    print(f"mean score: {np.mean(scores):.1f} over {len(scores)} episodes")
+    if stop.requested:
+        sys.exit(130)
+
+
+# ---- training: the book's loop ----
+def train(agent, env, episodes=EPISODES, max_steps=None, train_freq=TRAIN_FREQ, first_episode=1, curve=None,
+          writer=None, save=None, save_every=SAVE_EVERY, seed=None, stop=NEVER):
+    """Play and learn games first_episode..episodes, or until agent.global_step reaches max_steps, or until
+    `stop` is raised (checked between steps; the unfinished game is then not counted). Each finished game
+    appends [episode, global step, score] to `curve`, prints a line and goes to TensorBoard (`writer`);
+    save() runs every `save_every` games. Returns True when `stop` ended it."""
+    curve = [] if curve is None else curve
+    for episode in range(first_episode, episodes + 1):
+        if stop.requested or (max_steps is not None and agent.global_step >= max_steps):
+            break
+        observe, lives = start_game(env, agent.no_op_steps, seed=seed if episode == first_episode else None)
+        state = pre_processing(observe)
+        history = new_history(state)
+        agent.memory.start_history(state)
+        done, dead = False, False
+        score, step, sum_max_q, greedy_steps, sum_loss, train_steps = 0.0, 0, 0.0, 0, 0.0, 0
+        started = time.perf_counter()
+
+        while not done and not stop.requested:
+            agent.global_step += 1
+            step += 1
+            # After a lost life the ball must be relaunched: press FIRE.
+            if dead:
+                action, max_q, dead = FIRE, None, False
+            else:
+                action, max_q = agent.get_action(history)
+            if max_q is not None:
+                sum_max_q, greedy_steps = sum_max_q + max_q, greedy_steps + 1
+
+            observe, reward, terminated, truncated, info = env.step(ALE_ACTION[action])
+            done = terminated or truncated
+            next_state = pre_processing(observe)
+            # A lost life ends the "episode" for learning (no bootstrapping past it).
+            dead = terminated or info["lives"] < lives
+            lives = info["lives"]
+
+            agent.append_sample(action, np.clip(reward, -1.0, 1.0), next_state, dead)
+            if len(agent.memory) >= agent.train_start:
+                if agent.epsilon > agent.epsilon_end:
+                    agent.epsilon = max(agent.epsilon_end, agent.epsilon - agent.epsilon_decay_step)
+                if agent.global_step % train_freq == 0:
+                    sum_loss += agent.train_model()
+                    train_steps += 1
+            if agent.global_step % agent.update_target_rate == 0:
+                agent.update_target_model()
+
+            score += reward
+            history = new_history(next_state) if dead else next_history_of(history, next_state)
+            if max_steps is not None and agent.global_step >= max_steps:
+                break
+        if stop.requested and not done:
+            break                                                       # a stopped game is not counted
+
+        steps_per_second = step / (time.perf_counter() - started)
+        avg_max_q = sum_max_q / greedy_steps if greedy_steps else None    # None: no greedy step yet
+        q_text = "-" if avg_max_q is None else f"{avg_max_q:.4f}"
+        avg_loss = sum_loss / train_steps if train_steps else 0.0
+        curve.append([episode, agent.global_step, score])
+        print(f"episode: {episode} | score: {score:.1f} | steps: {step} | epsilon: {agent.epsilon:.3f}"
+              f" | global step: {agent.global_step} | avg max Q: {q_text}"
+              f" | avg loss: {avg_loss:.5f}"
+              f" | steps/s: {steps_per_second:.0f}", flush=True)
+        if writer is not None:
+            scalars = {"Total Reward/Episode": score, "Duration/Episode": step,
+                       "Average Loss/Episode": avg_loss, "Steps per Second": steps_per_second}
+            if avg_max_q is not None:
+                scalars["Average Max Q/Episode"] = avg_max_q
+            log_scalars(writer, episode, **scalars)
+        if save is not None and episode % save_every == 0:
+            save()
+    return stop.requested
+
+
+# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
 def atomic_write(path, write):
     """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .json)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
     try:
         write(str(tmp))
         os.replace(tmp, path)
@@ -270,6 +485,7 @@ def ensure_writable(folder):
 
 
 def load_weights(model, path, how_to_make):
+    """Load Keras weights, or exit with one line naming the file and how to make one."""
     try:
         model.load_weights(path)
     except Exception as error:            # missing, truncated, wrong architecture
@@ -280,205 +496,198 @@ def load_weights(model, path, how_to_make):
         sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
 
 
-def scalar(tag, value, step):
-    """Like tf.summary.scalar, which needs the tensorboard package even to WRITE; this raw write tagged
-    for the scalars plugin does not (tensorboard is needed only to look: pip install tensorboard)."""
-    metadata = SummaryMetadata()
-    metadata.plugin_data.plugin_name = "scalars"
-    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata.SerializeToString())
+class StopFlag:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
+    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
+    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
+    callback can be lost (training goes on) or crash the process."""
 
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.request)
+        signal.signal(signal.SIGTERM, self.request)
 
-def sidecar_of(weights_path):
-    """The small JSON beside a weights file: step count, epsilon and the score curve, for --load."""
-    return Path(str(weights_path).removesuffix(".weights.h5") + ".json")
-
-
-def save_json(path, data):
-    def write(tmp):
-        with open(tmp, "w") as file:
-            json.dump(data, file)
-    atomic_write(path, write)
-
-
-def save_graph(path, curve):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    if curve:
-        steps = np.array([row[1] for row in curve])
-        scores = np.array([row[2] for row in curve], dtype=float)
-        ax.plot(steps, scores, ".", markersize=2, alpha=0.3, label="score per episode")
-        window = min(100, len(scores))
-        average = np.convolve(scores, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], average, label=f"mean of last {window} episodes")
-        ax.legend(loc="upper left")
-    ax.set_xlabel("agent steps (4 frames each)")
-    ax.set_ylabel("score (raw game points)")
-    ax.set_title("DQN on Breakout")
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
+    def request(self, signum, frame):
+        self.requested = True
 
 
 def display_available():
-    """ALE opens its own window (SDL); on Linux that needs an X or Wayland display (without one SDL crashes)."""
+    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
+    and WSL without WSLg have none); Windows and macOS always have one."""
     if not sys.platform.startswith("linux"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def log_scalars(writer, step, **scalars):
+    """TensorBoard scalars, one tf.summary.scalar each (view them: tensorboard --logdir <save dir>/summary)."""
+    with writer.as_default(step=step):
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value)
+
+
+def save_graph(path, x, scores, xlabel, title, window=100):
+    """The scores (dots) and their running mean over the last `window` (line), as a PNG written atomically.
+    matplotlib's Agg backend draws without a window."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x, scores = np.asarray(x, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.plot(x, scores, ".", markersize=2, alpha=0.5, label="score")
+    window = min(window, len(scores))
+    if window > 1:
+        mean = np.convolve(scores, np.ones(window) / window, mode="valid")
+        axes.plot(x[window - 1:], mean, "r-", label=f"mean of the last {window}")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("score")
+    axes.set_title(title)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
+    plt.close(figure)
+
+
 def positive_int(text):
-    value = int(text)
-    if value <= 0:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not 0.0 < value < float("inf"):                     # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {text}")
+    return value
+
+
+def probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:                            # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="DQN on Atari Breakout (the book's hyperparameters).",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--episodes", type=positive_int, default=50_000, help="games to play")
+    parser.add_argument("--episodes", type=positive_int, default=None,
+                        help=f"games to train (None: {EPISODES:,}); with --play, games to play (None: {PLAY_EPISODES})")
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="stop after this many agent steps in total (counting resumed steps)")
-    parser.add_argument("--memory-size", type=positive_int, default=400_000,
+    parser.add_argument("--memory-size", type=positive_int, default=MEMORY_SIZE,
                         help="replay memory size in frames (84x84 uint8 each: 400,000 = 2.8 GB)")
-    parser.add_argument("--train-start", type=positive_int, default=50_000,
+    parser.add_argument("--train-start", type=positive_int, default=TRAIN_START,
                         help="frames in memory before training starts")
-    parser.add_argument("--train-freq", type=positive_int, default=4,
+    parser.add_argument("--train-freq", type=positive_int, default=TRAIN_FREQ,
                         help="train once every N agent steps (Nature: 4; the book trained every step: 1)")
-    parser.add_argument("--target-update", type=positive_int, default=10_000,
+    parser.add_argument("--target-update", type=positive_int, default=UPDATE_TARGET_RATE,
                         help="copy the online network to the target network every N agent steps")
-    parser.add_argument("--exploration-steps", type=positive_int, default=1_000_000,
-                        help="agent steps (once training runs) over which epsilon falls from 1.0 to 0.1")
-    parser.add_argument("--save-every", type=positive_int, default=1000,
-                        help="save weights, sidecar and graph every N episodes (and always at exit)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument("--exploration-steps", type=positive_int, default=EXPLORATION_STEPS,
+                        help=f"agent steps (once training runs) over which epsilon falls from {EPSILON_START} "
+                             f"to {EPSILON_END}")
+    parser.add_argument("--learning-rate", type=positive_float, default=LEARNING_RATE, help="Adam's step size")
+    parser.add_argument("--save-every", type=positive_int, default=SAVE_EVERY,
+                        help="save the weights (with step count, epsilon and curve) and graph every N episodes "
+                             "(and always at exit)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (None: random)")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="show the game window (slow)")
     parser.add_argument("--save-dir", type=Path, default=HERE,
                         help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
     parser.add_argument("--load", type=Path, default=None,
-                        help="start from these weights; resumes step count and epsilon from the JSON beside them")
-    return parser.parse_args(argv)
+                        help="start from these weights, resuming their step count and epsilon (with --play: "
+                             "play them)")
+    parser.add_argument("--play", action="store_true",
+                        help=f"do not train: play save_model/{TRAINED.name} (or --load) with epsilon "
+                             f"{PLAY_EPSILON}, as play_dqn_model.py does; writes nothing")
+    args = parser.parse_args(argv)
+    if args.seed is not None and not 0 <= args.seed < 2 ** 32:
+        parser.error(f"argument --seed: must be between 0 and 2**32 - 1, got {args.seed}")
+    # Sizes that would hang or never train: sample() needs a minibatch's worth of usable transitions.
+    if args.memory_size < BATCH_SIZE + HISTORY_LENGTH:
+        parser.error(f"argument --memory-size: the replay memory must hold a minibatch of {BATCH_SIZE} "
+                     f"transitions and a {HISTORY_LENGTH}-frame history, at least {BATCH_SIZE + HISTORY_LENGTH}"
+                     f" frames; got {args.memory_size}")
+    if args.train_start < BATCH_SIZE:
+        parser.error(f"argument --train-start: training needs a minibatch of {BATCH_SIZE} transitions in "
+                     f"memory first; got {args.train_start}")
+    if args.train_start > args.memory_size:
+        parser.error(f"argument --train-start: {args.train_start} frames never fit in a replay memory of "
+                     f"--memory-size {args.memory_size}, so training would never start")
+    return args
 
 
-def raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt    # `kill PID` saves like Ctrl-C does
+def main(argv=None):
+    args = parse_args(argv)
+    if args.play:
+        return play_main(args.load or TRAINED, args.episodes or PLAY_EPISODES, PLAY_EPSILON, None,
+                         args.render, args.seed)
+    stop = StopFlag()
+    if args.render and not display_available():
+        print("no display found: running headless (pass --render on a machine with a display)")
+        args.render = False
+    print(f"DQN on Breakout: replay memory {args.memory_size:,} frames, training from {args.train_start:,}, "
+          f"one minibatch every {args.train_freq} steps, learning rate {args.learning_rate}", flush=True)
+    seed_everything(args.seed)
+    agent = DQNAgent(memory_size=args.memory_size, train_start=args.train_start,
+                     update_target_rate=args.target_update, exploration_steps=args.exploration_steps,
+                     learning_rate=args.learning_rate)
 
-
-if __name__ == "__main__":
-    args = parse_args()
+    # Resume: the weights, then the step count, epsilon and score curve saved with them. All inputs are
+    # checked before any folder is made: a run that stops on bad input leaves nothing behind.
+    first_episode, curve = 1, []
+    if args.load is not None:
+        load_weights(agent.model, args.load, f"train them with: python {Path(__file__).name}")
+        agent.update_target_model()
+        facts = weights_facts(args.load)
+        if facts is not None:
+            agent.global_step, agent.epsilon = facts["global_step"], facts["epsilon"]
+            first_episode, curve = facts["episode"] + 1, facts["curve"]
+            print(f"resuming at step {agent.global_step}, episode {first_episode}, epsilon {agent.epsilon:.3f}")
+        else:
+            print(f"no step count in {args.load.name} (nor {old_sidecar_of(args.load).name} beside it): "
+                  "starting at step 0, epsilon 1.0")
+    if stop.requested:                    # stopped while the networks were built: before any folder is made
+        stopped_before_training()
     model_dir, graph_dir = args.save_dir / "save_model", args.save_dir / "save_graph"
     summary_dir = args.save_dir / "summary" / NAME
     for folder in (model_dir, graph_dir, summary_dir):
         ensure_writable(folder)
     weights_path, graph_path = model_dir / f"{NAME}.weights.h5", graph_dir / f"{NAME}.png"
-
-    if args.seed is not None:
-        random.seed(args.seed)
-        np.random.seed(args.seed)
-        keras.utils.set_random_seed(args.seed)
-
-    if args.render and not display_available():
-        print("no display found: running headless (pass --render on a machine with a display)")
-        args.render = False
     env = make_env(args.render)
-    agent = DQNAgent(memory_size=args.memory_size, train_start=args.train_start,
-                     update_target_rate=args.target_update, exploration_steps=args.exploration_steps)
-
-    # Resume: weights, then the step count, epsilon and score curve saved beside them.
-    global_step, first_episode, curve = 0, 1, []
-    if args.load is not None:
-        load_weights(agent.model, args.load, f"train one with: python {Path(__file__).name}")
-        agent.update_target_model()
-        if sidecar_of(args.load).exists():
-            saved = json.loads(sidecar_of(args.load).read_text())
-            global_step, agent.epsilon = saved["global_step"], saved["epsilon"]
-            first_episode, curve = saved["episode"] + 1, saved["curve"]
-            print(f"resuming at step {global_step}, episode {first_episode}, epsilon {agent.epsilon:.3f}")
-        else:
-            print(f"no {sidecar_of(args.load).name} beside the weights: starting at step 0, epsilon 1.0")
     writer = tf.summary.create_file_writer(str(summary_dir))
 
     def save_all():
-        atomic_write(weights_path, agent.model.save_weights)
         episode_done = curve[-1][0] if curve else first_episode - 1
-        save_json(sidecar_of(weights_path), {"global_step": global_step, "epsilon": agent.epsilon,
-                                             "episode": episode_done, "curve": curve})
-        save_graph(graph_path, curve)
+        save_weights(agent.model, weights_path, agent.global_step, agent.epsilon, episode_done, curve)
+        save_graph(graph_path, [row[1] for row in curve], [row[2] for row in curve],
+                   "agent steps (4 frames each)", "DQN on Breakout")
 
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    try:
-        for episode in range(first_episode, args.episodes + 1):
-            if args.max_steps is not None and global_step >= args.max_steps:
-                break
-            observe, lives = start_game(env, agent.no_op_steps,
-                                        seed=args.seed if episode == first_episode else None)
-            state = pre_processing(observe)
-            history = new_history(state)
-            agent.memory.start_history(state)
-            done, dead = False, False
-            score, step, sum_max_q, greedy_steps, sum_loss, train_steps = 0.0, 0, 0.0, 0, 0.0, 0
-            started = time.perf_counter()
-
-            while not done:
-                global_step += 1
-                step += 1
-                # After a lost life the ball must be relaunched: press FIRE.
-                if dead:
-                    action, max_q, dead = FIRE, None, False
-                else:
-                    action, max_q = agent.get_action(history)
-                if max_q is not None:
-                    sum_max_q, greedy_steps = sum_max_q + max_q, greedy_steps + 1
-
-                observe, reward, terminated, truncated, info = env.step(ALE_ACTION[action])
-                done = terminated or truncated
-                next_state = pre_processing(observe)
-                # A lost life ends the "episode" for learning (no bootstrapping past it).
-                dead = terminated or info["lives"] < lives
-                lives = info["lives"]
-
-                agent.append_sample(action, np.clip(reward, -1.0, 1.0), next_state, dead)
-                if len(agent.memory) >= agent.train_start:
-                    if agent.epsilon > agent.epsilon_end:
-                        agent.epsilon = max(agent.epsilon_end, agent.epsilon - agent.epsilon_decay_step)
-                    if global_step % args.train_freq == 0:
-                        sum_loss += agent.train_model()
-                        train_steps += 1
-                if global_step % agent.update_target_rate == 0:
-                    agent.update_target_model()
-
-                score += reward
-                history = new_history(next_state) if dead else next_history_of(history, next_state)
-                if args.max_steps is not None and global_step >= args.max_steps:
-                    break
-
-            steps_per_second = step / (time.perf_counter() - started)
-            avg_max_q = sum_max_q / greedy_steps if greedy_steps else None    # None: no greedy step yet
-            q_text = "-" if avg_max_q is None else f"{avg_max_q:.4f}"
-            avg_loss = sum_loss / train_steps if train_steps else 0.0
-            curve.append([episode, global_step, score])
-            print(f"episode: {episode} | score: {score:.1f} | steps: {step} | epsilon: {agent.epsilon:.3f}"
-                  f" | global step: {global_step} | avg max Q: {q_text}"
-                  f" | avg loss: {avg_loss:.5f}"
-                  f" | steps/s: {steps_per_second:.0f}", flush=True)
-            with writer.as_default():
-                scalar("Total Reward/Episode", score, episode)
-                if avg_max_q is not None:
-                    scalar("Average Max Q/Episode", avg_max_q, episode)
-                scalar("Duration/Episode", step, episode)
-                scalar("Average Loss/Episode", avg_loss, episode)
-                scalar("Steps per Second", steps_per_second, episode)
-            if episode % args.save_every == 0:
-                save_all()
-    except KeyboardInterrupt:
-        save_all()
-        writer.flush()
-        print(f"\ninterrupted at step {global_step}: weights saved to {weights_path}, graph to {graph_path}")
-        sys.exit(130)
-
+    start_step = agent.global_step
+    stopped = train(agent, env, args.episodes or EPISODES, args.max_steps, args.train_freq, first_episode, curve,
+                    writer, save_all, args.save_every, args.seed, stop)
+    env.close()
+    if stopped and agent.global_step == start_step:
+        stopped_before_training()
     save_all()
     writer.flush()
-    print(f"weights saved to {weights_path} (step count and epsilon in {sidecar_of(weights_path).name}),"
+    if stopped:
+        print(f"\ninterrupted at step {agent.global_step}: weights saved to {weights_path}, graph to {graph_path}")
+        sys.exit(130)
+    print(f"weights saved to {weights_path} (step count, epsilon and score curve inside it),"
           f" graph to {graph_path}, TensorBoard logs in {summary_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -692,24 +692,32 @@ def positive_float(text):
 
 
 def parse_args(argv=None):
+    book = dict(threads=THREADS, envs_per_thread=ENVS_PER_THREAD, t_max=T_MAX, lr=LEARNING_RATE,
+                max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON)
     parser = argparse.ArgumentParser(description="Train A3C on Atari Breakout (actor-learner threads).",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def preset(key):                      # options whose default depends on --fast
+        return f"(default: {book[key]}; with --fast: {FAST[key]})"
     fast = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in FAST.items())
     parser.add_argument("--fast", action="store_true",
                         help=f"the fast preset for a CPU: {fast} (options given explicitly win)")
-    parser.add_argument("--threads", type=positive_int, default=None, help=f"actor-learner threads [{THREADS}]")
-    parser.add_argument("--envs-per-thread", type=positive_int, default=None,
-                        help=f"games each thread plays at once; above 1 they run in ALE's vector environment "
-                             f"with its preprocessing [{ENVS_PER_THREAD}]")
+    parser.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS,
+                        help=f"actor-learner threads {preset('threads')}")
+    parser.add_argument("--envs-per-thread", type=positive_int, default=argparse.SUPPRESS,
+                        help="games each thread plays at once; above 1 they run in ALE's vector environment with "
+                             f"its preprocessing {preset('envs_per_thread')}")
     parser.add_argument("--active-threads", type=positive_int, default=ACTIVE_THREADS,
                         help=f"threads that play at the same time, the others wait their turn "
                              f"(None: one per CPU core, here {usable_cores()})")
-    parser.add_argument("--t-max", type=positive_int, default=None, help=f"steps per rollout before an update [{T_MAX}]")
-    parser.add_argument("--lr", type=positive_float, default=None, help=f"RMSprop learning rate [{LEARNING_RATE}]")
-    parser.add_argument("--max-grad-norm", type=positive_float, default=None,
-                        help=f"clip the gradients to this global norm [{MAX_GRAD_NORM}]")
-    parser.add_argument("--rms-epsilon", type=positive_float, default=None,
-                        help=f"RMSprop epsilon (inside the square root) [{RMS_EPSILON}]")
+    parser.add_argument("--t-max", type=positive_int, default=argparse.SUPPRESS,
+                        help=f"steps per rollout before an update {preset('t_max')}")
+    parser.add_argument("--lr", type=positive_float, default=argparse.SUPPRESS,
+                        help=f"RMSprop learning rate {preset('lr')}")
+    parser.add_argument("--max-grad-norm", type=positive_float, default=argparse.SUPPRESS,
+                        help=f"clip the gradients to this global norm {preset('max_grad_norm')}")
+    parser.add_argument("--rms-epsilon", type=positive_float, default=argparse.SUPPRESS,
+                        help=f"RMSprop epsilon, inside the square root {preset('rms_epsilon')}")
     parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS,
                         help="stop when the agent steps of all threads reach this (1 step = 4 frames; "
                              "a run resumed with --load counts on)")
@@ -718,9 +726,10 @@ def parse_args(argv=None):
                              "games to play (None: 10)")
     parser.add_argument("--save-every", type=positive_float, default=SAVE_EVERY_S,
                         help="seconds between checkpoints of the global weights")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (None: random)")
-    parser.add_argument("--save-dir", type=Path, default=HERE,
-                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (None: a different run each time)")
+    parser.add_argument("--save-dir", type=Path, default=argparse.SUPPRESS,
+                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary "
+                             "(default: this script's folder)")
     parser.add_argument("--load", type=Path, default=None,
                         help="start from these weights (with --play: play them); the curve in --save-dir goes on")
     parser.add_argument("--play", action="store_true",
@@ -728,11 +737,11 @@ def parse_args(argv=None):
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="with --play: show the game (training never renders: threads must not draw)")
     args = parser.parse_args(argv)
-    book = dict(threads=THREADS, envs_per_thread=ENVS_PER_THREAD, t_max=T_MAX, lr=LEARNING_RATE,
-                max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON)
     for key, value in (FAST if args.fast else book).items():
-        if getattr(args, key) is None:
+        if not hasattr(args, key):
             setattr(args, key, value)
+    if not hasattr(args, "save_dir"):
+        args.save_dir = HERE
     return args
 
 

@@ -15,7 +15,7 @@
   when FIRE is pressed for the agent to relaunch the ball (not a sample: the policy did not choose it).
 - VectorBreakout ("ale-vector"): N games stepped by the Arcade Learning Environment's own C++ threads
   (ale_py.vector_env.AtariVectorEnv, outside Python's interpreter lock), used with --envs-per-thread N > 1.
-  Its preprocessing is ALE's, not the book's: a random 0..30 NOOPs then one FIRE after a reset; a frame is the
+  Its preprocessing is ALE's, not the book's: one FIRE and up to 29 single-frame NOOPs after a reset; a frame is the
   maximum of the last two emulator frames inside the frame skip; the history at a reset is three black frames
   and the first frame; after a lost life the game plays on with its history and nothing is pressed for the
   agent (it learns to press FIRE itself).

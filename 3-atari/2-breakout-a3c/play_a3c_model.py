@@ -4,7 +4,8 @@ The network, the games and the playing loop come from breakout_a3c.py, and the w
 preprocessing they were trained with (the book's, or the vector environment's of --fast), so what is played is
 exactly what was trained. The action is argmax_a π(a|s). With the book's preprocessing each game starts with a
 random 1..30 FIREs (without them every greedy game would be the same game) and FIRE is pressed after every lost
-life; with the vector environment's, a random 0..29 NOOPs then FIRE, and the agent relaunches the ball itself.
+life; with the vector environment's, one FIRE and up to 29 single-frame NOOPs, and the agent relaunches the
+ball itself.
 The score is the game's real score over all five lives (rewards are neither clipped nor changed).
 
 Run:  python 3-atari/2-breakout-a3c/play_a3c_model.py --episodes 10 --no-render
