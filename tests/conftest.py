@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -117,20 +118,24 @@ def interrupt_script(relpath, *args, when=lambda line: line.startswith("episode:
         child = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(ROOT / relpath), *map(str, args)],
                                  cwd=cwd or tmp_cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
-        seen = []
+        errors = []
+        reader = threading.Thread(target=lambda: errors.append(child.stderr.read()), daemon=True)
+        reader.start()                             # stderr drains on its own, so no pipe can fill up
+        lines, sent = [], when is None
         try:
-            if when is None:
+            if sent:
                 child.send_signal(signum)
-            else:
-                for line in child.stdout:
-                    seen.append(line)
-                    if when(line):
-                        child.send_signal(signum)
-                        break
-            out, err = child.communicate(timeout=timeout)
+            for line in child.stdout:              # every line, also those after the signal
+                lines.append(line)
+                if not sent and when(line):
+                    child.send_signal(signum)
+                    sent = True
+            child.wait(timeout=timeout)
+            reader.join(timeout=timeout)
         finally:
             child.kill()
-        return subprocess.CompletedProcess(child.args, child.returncode, "".join(seen) + out, err)
+        out, err = "".join(lines), "".join(errors)
+        return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
 def truncate_file(source, target=None, keep=0.5):

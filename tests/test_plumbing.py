@@ -22,10 +22,12 @@ def plumbing_definitions(path):
     text = path.read_text(encoding="utf-8")
     if BANNER not in text:
         return {}
-    banner_line = text[:text.index(BANNER)].count("\n") + 1
+    lines = text.splitlines()
+    first = lines.index(BANNER) + 1                         # the block: from the banner to the next heading
+    last = next((i for i in range(first, len(lines)) if lines[i].startswith("# ---- ")), len(lines))
     tree = ast.parse(text)
     return {node.name: ast.get_source_segment(text, node) for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.lineno > banner_line}
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and first < node.lineno <= last}
 
 
 def collected():

@@ -691,6 +691,7 @@ def positive_float(text):
     return value
 
 
+# ---- arguments, seeding, watching from the command line ----
 def parse_args(argv=None):
     book = dict(threads=THREADS, envs_per_thread=ENVS_PER_THREAD, t_max=T_MAX, lr=LEARNING_RATE,
                 max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON)
