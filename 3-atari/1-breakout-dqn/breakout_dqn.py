@@ -578,6 +578,7 @@ def probability(text):
     return value
 
 
+# ---- the command line: arguments, then training or watching ----
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="DQN on Atari Breakout (the book's hyperparameters).",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
