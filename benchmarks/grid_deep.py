@@ -1,7 +1,7 @@
 """Headless speed of the moving-obstacle grid world chapters (Deep SARSA, REINFORCE).
 
-Runs each chapter's own training loop (`train` from the script, with no TensorBoard writer and no saving,
-output swallowed) for a fixed number of environment steps and prints environment steps per second, next to
+Runs each chapter's own training loop (`train` from the script, with no TensorBoard writer, no saving and
+no stop flag, output swallowed) for a fixed number of environment steps and prints environment steps per second, next to
 the environment alone and to what one `model.predict` per step would cost.
 
     python benchmarks/grid_deep.py [--steps 20000] [--seed 0]
@@ -12,6 +12,7 @@ import io
 import os
 import sys
 import time
+import types
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -19,11 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_average, load_module as load  # noqa: E402  (chapter file by path; no pytest needed)
 
-
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import load_module as load  # noqa: E402  (the tests' loader: chapter file by path)
+NEVER_STOP = types.SimpleNamespace(requested=False)      # stands in for the script's StopFlag
 
 
 class CountingEnv:
@@ -50,11 +50,11 @@ def time_training(module, agent_class, steps, seed):
     agent = agent_class(env.state_size, env.action_size)
     writer = tf.summary.create_noop_writer()
     with contextlib.redirect_stdout(io.StringIO()):
-        module.train(env, agent, 1, [], writer, lambda scores: None)          # warm-up: compiles
+        module.train(env, agent, 1, [], writer, lambda scores: None, NEVER_STOP)          # warm-up: compiles
         env.steps = 0
         start = time.perf_counter()
         while env.steps < steps:
-            module.train(env, agent, 1, [], writer, lambda scores: None)
+            module.train(env, agent, 1, [], writer, lambda scores: None, NEVER_STOP)
         elapsed = time.perf_counter() - start
     return env.steps / elapsed, env.steps
 
@@ -91,7 +91,7 @@ def main():
     import tensorflow as tf
 
     print(f"machine: {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, "
-          f"GPUs: {len(tf.config.list_physical_devices('GPU'))}")
+          f"GPUs: {len(tf.config.list_physical_devices('GPU'))}, {load_average()}")
     rate = time_environment(deep_sarsa, args.steps, args.seed)
     print(f"environment alone (random actions):        {rate:9.0f} steps/s")
     rate, steps = time_training(deep_sarsa, deep_sarsa.DeepSARSAgent, args.steps, args.seed)
@@ -110,6 +110,7 @@ def main():
     print(f"  numpy on the weights (what the scripts do): {numpy_ms:8.4f} ms")
     print(f"  compiled Keras call (tf.function):          {compiled_ms:8.4f} ms")
     print(f"  model.predict (the book's way):             {predict_ms:8.4f} ms")
+    print(load_average())
 
 
 if __name__ == "__main__":

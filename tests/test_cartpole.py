@@ -1,21 +1,18 @@
 """CartPole DQN and A2C: update rules against hand-computed numbers, the replay memory, the target network,
-seeding, a learning run, the shipped weights, and the command line (smoke runs, bad input, Ctrl-C)."""
-import importlib.util
-import os
+seeding, learning runs, the shipped weights, and the command line (smoke runs, bad input, stop signals)."""
 import re
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, load_module, run_script
+from conftest import ROOT, interrupt_script, load_module, printed_mean, printed_scores, run_script, truncate_file
 
 DQN = "2-cartpole/1-dqn/cartpole_dqn.py"
 A2C = "2-cartpole/2-actor-critic/cartpole_a2c.py"
 SHIPPED = {DQN: ROOT / "2-cartpole/1-dqn/save_model/cartpole_dqn_trained.weights.h5",
            A2C: ROOT / "2-cartpole/2-actor-critic/save_model/cartpole_a2c_trained.weights.h5"}
+A2C_LEARN_EPISODES = 300          # training budget of the A2C learning test (seed 0)
 # TensorFlow's C++ start-up lines on stderr (not ours): skipped when counting the lines a script printed.
 TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} )")
 
@@ -24,8 +21,20 @@ def our_stderr_lines(completed):
     return [line for line in completed.stderr.splitlines() if line.strip() and not TF_NOISE.match(line)]
 
 
-def episode_lines(completed):
-    return [line for line in completed.stdout.splitlines() if line.startswith("episode:")]
+# main() installs the scripts' stop flag (SIGINT and SIGTERM handlers) in this process: put pytest's back.
+@pytest.fixture(autouse=True)
+def restore_signal_handlers():
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
+def chapter_files(script):
+    """Every file in the script's chapter folder (bytecode caches aside), with its size and change time."""
+    folder = (ROOT / script).parent
+    return {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*")
+            if "__pycache__" not in path.parts}
 
 
 @pytest.fixture(scope="module")
@@ -137,15 +146,15 @@ def test_a2c_advantage_and_targets(a2c):
 def test_a2c_update_follows_the_sign_of_the_advantage(a2c):
     agent = a2c.A2CAgent(4, 2)
     state = np.array([0.3, -0.2, 0.1, 0.05], dtype=np.float32)
-    policy_before = a2c.policy_numpy(agent.actor_weights, state)
+    policy_before = a2c.policy_numpy(agent.weights, state)
     value_before = float(agent.critic(state[None])[0, 0])
     agent.train_model(state, 0, 50.0, state, True)     # target 50 > V(s): a good action
-    policy_after = a2c.policy_numpy(agent.actor_weights, state)
+    policy_after = a2c.policy_numpy(agent.weights, state)
     assert policy_after[0] > policy_before[0]
     assert abs(float(agent.critic(state[None])[0, 0]) - 50.0) < abs(value_before - 50.0)
     agent.train_model(state, 0, -100.0, state, True)   # a failure: now it is a bad action
-    assert a2c.policy_numpy(agent.actor_weights, state)[0] < policy_after[0]
-    np.testing.assert_allclose(a2c.policy_numpy(agent.actor_weights, state[None]),
+    assert a2c.policy_numpy(agent.weights, state)[0] < policy_after[0]
+    np.testing.assert_allclose(a2c.policy_numpy(agent.weights, state[None]),
                                agent.actor(state[None]).numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -158,15 +167,13 @@ def test_smoke_run_saves_everything_and_the_same_seed_repeats(script, tmp_path):
     for done in runs:
         assert done.returncode == 0, done.stderr
         assert "not solved in 4 episodes" in done.stdout
-    assert len(episode_lines(runs[0])) == 4
-    assert episode_lines(runs[0]) == episode_lines(runs[1])          # same seed, same episodes
+    assert len(printed_scores(runs[0].stdout)) == 4
+    lines = [[line for line in run.stdout.splitlines() if line.startswith("episode: ")] for run in runs]
+    assert lines[0] == lines[1]                                      # same seed, same episodes (every number)
     assert (tmp_path / "a/save_model" / f"{name}.weights.h5").stat().st_size > 0
     assert (tmp_path / "a/save_graph" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.rglob(".tmp-*"))
-    if importlib.util.find_spec("tensorboard"):
-        assert list((tmp_path / "a/summary" / name).glob("events.out.tfevents.*"))
-    else:
-        assert "tensorboard is not installed" in runs[0].stdout
+    assert list((tmp_path / "a/summary" / name).glob("events.out.tfevents.*"))
 
 
 @pytest.mark.slow
@@ -174,18 +181,19 @@ def test_dqn_reaches_the_stop_rule(tmp_path):
     done = run_script(DQN, "--seed", "6", "--save-dir", tmp_path, timeout=300)   # 109 episodes here
     assert done.returncode == 0, done.stderr
     assert re.search(r"^solved at episode \d+", done.stdout, re.M), done.stdout[-2000:]
-    scores = [float(re.search(r"score: ([\d.]+)", line)[1]) for line in episode_lines(done)]
-    assert np.mean(scores[-10:]) > 490
+    assert np.mean(printed_scores(done.stdout)[-10:]) > 490
     assert (tmp_path / "save_model/cartpole_dqn.weights.h5").stat().st_size > 0
 
 
 @pytest.mark.parametrize("script", [DQN, A2C])
-def test_shipped_weights_play_well(script):
+def test_shipped_weights_play_well_and_write_nothing(script):
+    before = chapter_files(script)
     done = run_script(script, "--play", "--no-render", "--episodes", "100", "--seed", "0", timeout=180)
     assert done.returncode == 0, done.stderr
-    assert len(episode_lines(done)) == 100
-    mean = float(re.search(r"^mean score: ([\d.]+) over 100 episodes$", done.stdout, re.M)[1])
-    assert mean >= 475
+    assert len(printed_scores(done.stdout)) == 100
+    assert re.search(r"^mean score: [\d.]+ over 100 episodes$", done.stdout, re.M)
+    assert printed_mean(done.stdout) >= 475
+    assert chapter_files(script) == before             # watching leaves the chapter folder as it was
 
 
 def test_missing_weights_exit_1_with_one_line(tmp_path):
@@ -199,8 +207,8 @@ def test_missing_weights_exit_1_with_one_line(tmp_path):
 
 @pytest.mark.parametrize("script, weights", [
     (DQN, lambda tmp: tmp / "missing.weights.h5"),
-    (DQN, lambda tmp: truncate_copy(SHIPPED[DQN], tmp / "truncated.weights.h5")),
-    (A2C, lambda tmp: truncate_copy(SHIPPED[A2C], tmp / "truncated.weights.h5")),
+    (DQN, lambda tmp: truncate_file(SHIPPED[DQN], tmp / "truncated.weights.h5")),
+    (A2C, lambda tmp: truncate_file(SHIPPED[A2C], tmp / "truncated.weights.h5")),
     (A2C, lambda tmp: SHIPPED[DQN]),                       # the other network's weights
     (DQN, lambda tmp: SHIPPED[A2C]),
 ], ids=["missing", "truncated-dqn", "truncated-a2c", "dqn-into-a2c", "a2c-into-dqn"])
@@ -215,9 +223,16 @@ def test_bad_weights_are_one_line_errors(script, weights, tmp_path, dqn, a2c):
     assert message.startswith(f"error: cannot load weights from {path} (") and "train one with" in message
 
 
-def truncate_copy(source, target):
-    target.write_bytes(source.read_bytes()[:2000])
-    return target
+# A bad --load is found before any folder is made: the run leaves nothing behind.
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_a_bad_load_leaves_no_folder_behind(script, tmp_path, dqn, a2c):
+    module = dqn if script == DQN else a2c
+    truncated = truncate_file(SHIPPED[script], tmp_path / "truncated.weights.h5")
+    for path in (tmp_path / "missing.weights.h5", truncated):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(["--load", str(path), "--save-dir", str(tmp_path / "run"), "--episodes", "1"])
+        assert str(exit_info.value.code).startswith(f"error: cannot load weights from {path} (")
+    assert not (tmp_path / "run").exists()
 
 
 def test_unwritable_save_dir_is_a_one_line_error(tmp_path, a2c):
@@ -234,8 +249,9 @@ def test_help_documents_the_hyperparameters_and_bad_flags_exit_2(script, capsys,
     with pytest.raises(SystemExit) as exit_info:
         module.parse_args(["--help"])
     assert exit_info.value.code == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())                  # argparse wraps lines anywhere
     assert "--play" in out and "--save-dir" in out and "book hyperparameters: gamma 0.99" in out
+    assert "(default: False)" in out and "(default " not in out      # each default shown once, by argparse
     for bad in (["--no-such-flag"], ["--episodes", "0"], ["--seed", "one"]):
         with pytest.raises(SystemExit) as exit_info:
             module.parse_args(bad)
@@ -244,27 +260,70 @@ def test_help_documents_the_hyperparameters_and_bad_flags_exit_2(script, capsys,
     assert module.parse_args([]).episodes is None and module.parse_args([]).render is False
 
 
-def test_ctrl_c_saves_and_exits_130(tmp_path):
-    # Resuming from the shipped weights (--load) also runs the resume path: long episodes, epsilon 0.01.
-    process = subprocess.Popen([sys.executable, str(ROOT / DQN), "--seed", "0", "--save-dir", str(tmp_path),
-                                "--load", str(SHIPPED[DQN])],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
-                               env={**{k: v for k, v in os.environ.items() if k != "DISPLAY"},
-                                    "PYTHONUNBUFFERED": "1"})
-    try:
-        output = []
-        for line in process.stdout:                # wait until it is training, then press Ctrl-C
-            output.append(line)
-            if line.startswith("episode: 2 "):
-                process.send_signal(signal.SIGINT)
-                break
-        output.append(process.stdout.read())
-        assert process.wait(timeout=60) == 130
-    finally:
-        process.kill()
-        process.wait()
-    output = "".join(output)
-    assert "epsilon starts at 0.01" in output
-    assert "interrupted at episode" in output
-    assert (tmp_path / "save_model/cartpole_dqn.weights.h5").stat().st_size > 0
-    assert (tmp_path / "save_graph/cartpole_dqn.png").read_bytes()[:4] == b"\x89PNG"
+# Ctrl-C or kill while training: the flag stops the loop between two steps, the run saves once and exits 130;
+# a second Ctrl-C that lands inside that save (sent from within it on purpose) does not cut it short.
+# DQN resumes from the shipped weights (--load): long episodes, and the resume path (epsilon 0.01).
+@pytest.mark.parametrize("script", [DQN, A2C])
+@pytest.mark.parametrize("signum, second", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["sigterm", "second-ctrl-c-during-the-save"])
+def test_a_stop_signal_saves_once_and_exits_130(script, signum, second, tmp_path, capsys, dqn, a2c):
+    name = script.rsplit("/", 1)[1][:-3]
+    resume = ["--load", SHIPPED[DQN]] if script == DQN else []
+    output = interrupt_script(script, "--seed", 0, "--save-dir", tmp_path, *resume, signum=signum,
+                              second_signal_during_save=second, when=lambda line: line.startswith("episode: 2 "),
+                              timeout=120)
+    assert output.returncode == 130, output.stderr[-2000:]
+    assert "Traceback" not in output.stderr
+    assert ("second SIGINT sent during the save" in output.stdout) == second
+    assert ("epsilon starts at 0.01" in output.stdout) == (script == DQN)
+    assert output.stdout.count("interrupted at episode") == 1
+    weights = tmp_path / "save_model" / f"{name}.weights.h5"
+    assert (tmp_path / "save_graph" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.rglob(".tmp-*"))
+    module = dqn if script == DQN else a2c
+    module.main(["--play", "--load", str(weights), "--episodes", "1"])      # the saved weights load again
+    assert re.search(r"^mean score: [\d.]+ over 1 episodes$", capsys.readouterr().out, re.M)
+
+
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_ctrl_c_while_watching_prints_the_mean_so_far_and_exits_130(script):
+    output = interrupt_script(script, "--play", "--episodes", 100000, timeout=120)
+    assert output.returncode == 130, output.stderr[-2000:]
+    assert "Traceback" not in output.stderr
+    assert "\ninterrupted\n" in output.stdout
+    played = int(re.search(r"^mean score: [\d.]+ over (\d+) episodes$", output.stdout, re.M)[1])
+    assert 1 <= played < 100000                           # the mean of the games played to the end
+    assert printed_mean(output.stdout) >= 475             # the shipped agent balances all 500 steps
+
+
+# A signal that comes before the first training step (here: as soon as the flag is set up) stops the run
+# with one line and exit 130, before any folder is made.
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_a_signal_before_training_starts_exits_130_in_one_line(script, tmp_path, monkeypatch, capsys, dqn, a2c):
+    module = dqn if script == DQN else a2c
+
+    class SignalledAtOnce(module.StopFlag):
+        def __init__(self):
+            super().__init__()
+            signal.raise_signal(signal.SIGTERM)      # handled by the flag, on this (the main) thread
+
+    monkeypatch.setattr(module, "StopFlag", SignalledAtOnce)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--save-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == ["interrupted before training started: nothing saved"]
+    assert "episode:" not in captured.out
+    assert not (tmp_path / "run").exists()
+
+
+# ---- learning: a fresh A2C agent, trained by the script ----
+# Random play lasts about 22 steps. Seed rule: seed 0, the first one. Measured on 2 busy cores with 300
+# episodes, seeds 0-4 (seed 0 first): all 5 reached the stop rule, at episodes 234, 198, 261, 186, 203, with a
+# mean of the last 20 scores of 331-466 (27-38 s a run); with 200 episodes seed 0 was still at 112.
+def test_a2c_learns_to_balance_far_better_than_random(tmp_path):
+    done = run_script(A2C, "--seed", 0, "--episodes", A2C_LEARN_EPISODES, "--save-dir", tmp_path, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scores = printed_scores(done.stdout)
+    assert np.mean(scores[:20]) < 50                   # it starts near random play ...
+    assert np.mean(scores[-20:]) > 150, scores[-20:]   # ... and ends far above it

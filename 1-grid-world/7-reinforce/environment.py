@@ -16,9 +16,9 @@ State, 15 numbers, object by object in the order above:
     for the goal       [dx, dy, +1]
 with the book's encoding of an obstacle's direction: -1 while it moves right, +1 while it moves left.
 
-Decisions (BOOK_SPEC): the step counter that times the obstacles starts again with every episode (the
-book's survived resets, so episodes began at different obstacle phases), and an episode stops after
-`max_steps` steps (MAX_STEPS unless told otherwise). That cap is a time limit, not a failure or a
+Differences from the book's code: the step counter that times the obstacles starts again with every
+episode (the book's survived resets, so episodes began at different obstacle phases), and an episode stops
+after `max_steps` steps (MAX_STEPS unless told otherwise). That cap is a time limit, not a failure or a
 terminal state: `step` still returns done=False and `env.truncated` turns True; a learner that
 bootstraps should go on doing so from the last state. The world has no randomness: the same actions
 always give the same episode.

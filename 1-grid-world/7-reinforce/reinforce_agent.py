@@ -20,6 +20,8 @@ Decisions (differences from the book's 2017 code; see the README):
     --max-steps steps (a time limit: the truncated episode is learned from like any other).
   - The score graph is saved with the weights (every 100 episodes, at the end, on Ctrl-C) instead of after
     every episode: one PNG costs more time than a whole episode here.
+  - Ctrl-C (or `kill`) stops training between two steps: the weights and the graph are saved once, and the
+    script exits with status 130. While watching (--play) it stops and prints the mean of the games so far.
 
     python reinforce_agent.py                         # train 2500 episodes (window if there is a display)
     python reinforce_agent.py --no-render --seed 1    # headless, reproducible
@@ -27,11 +29,12 @@ Decisions (differences from the book's 2017 code; see the README):
     tensorboard --logdir summary                      # score, steps, loss per episode
 
 Artefacts (under --save-dir, default this folder): save_model/reinforce.weights.h5 (Keras 3 weights),
-save_graph/reinforce.png, summary/reinforce/ (TensorBoard).
+save_graph/reinforce.png, summary/reinforce/ (TensorBoard). Watching (--play) writes nothing.
 """
 import argparse
 import os
 import random
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -45,9 +48,10 @@ import tensorflow as tf  # noqa: E402
 
 HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
 sys.path.insert(0, str(HERE))               # this folder's environment.py
-from environment import MAX_STEPS, RENDER_DELAY, Env  # noqa: E402
+from environment import ACTIONS, MAX_STEPS, RENDER_DELAY, STATE_SIZE, Env  # noqa: E402
 
 NAME = "reinforce"
+TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"     # the shipped weights, played by --play
 
 # ---- hyperparameters (the book's values) ----
 EPISODES = 2500
@@ -96,15 +100,16 @@ class ReinforceAgent:
     # pi(.|state) computed with numpy on a copy of the current weights: a few microseconds, where a
     # compiled Keras call costs about 350 and model.predict about 45000. Same numbers as self.model(state).
     def policy(self, state):
-        w1, b1, w2, b2, w3, b3 = self.numpy_weights
+        w1, b1, w2, b2, w3, b3 = self.weights
         hidden = np.maximum(state @ w1 + b1, 0.0)
         hidden = np.maximum(hidden @ w2 + b2, 0.0)
         logits = (hidden @ w3 + b3).astype(np.float64)
         probabilities = np.exp(logits - logits.max())
         return probabilities / probabilities.sum()
 
+    # The numpy copy of the network's weights that policy uses (after building, loading or training).
     def refresh_weights(self):
-        self.numpy_weights = [np.array(weight) for weight in self.model.get_weights()]
+        self.weights = [np.array(weight) for weight in self.model.get_weights()]
 
     # The return of every step, computed backwards from the end: G_t = r_t + gamma * G_{t+1}.
     def discount_rewards(self, rewards):
@@ -144,50 +149,24 @@ class ReinforceAgent:
         return loss
 
 
-# ---- training: the book's loop ----
-# `scores` is filled in place, so that an interrupted run still has them to save.
-def train(env, agent, episodes, scores, writer, save):
-    for episode in range(1, episodes + 1):
-        state = env.reset()
-        score, done = 0.0, False
-        while not (done or env.truncated):
-            action = agent.get_action(state)
-            next_state, reward, done = env.step(action)
-            agent.append_sample(state, action, reward)
-            state = next_state
-            score += reward
-        loss = agent.train_model()
-        scores.append(score)
-        ending = "" if done else " | truncated"
-        print(f"episode: {episode} | score: {score:.1f} | steps: {env.counter}{ending}")
-        log_scalars(writer, episode, score=score, steps=env.counter, loss=loss)
-        if episode % SAVE_EVERY == 0:
-            save(scores)
+# The world, with its window when asked and possible; otherwise headless, with a one-line note.
+def make_env(render, delay, max_steps):
+    if render and not display_available():
+        print("no display found: running headless (pass --render on a machine with a display)")
+        render = False
+    try:
+        return Env(render=render, delay=delay, max_steps=max_steps)
+    except Exception as error:                # tkinter.TclError (a display that refuses), or no Tk at all
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"cannot open the grid window ({reason}): running headless")
+        return Env(max_steps=max_steps)
 
 
-# ---- playing: the trained policy, greedily (the most probable action), no learning ----
-# The world has no randomness and greedy play none either, so every episode here is the same one.
-def play(env, agent, episodes):
-    scores, reached = [], 0
-    for episode in range(1, episodes + 1):
-        state = env.reset()
-        score, done = 0.0, False
-        while not (done or env.truncated):
-            state, reward, done = env.step(int(np.argmax(agent.policy(state))))
-            score += reward
-        scores.append(score)
-        reached += done
-        print(f"episode: {episode} | score: {score:.1f} | steps: {env.counter} | "
-              f"{'goal reached' if done else 'step cap hit'}")
-    print(f"goal reached: {reached} of {episodes}")
-    print(f"mean score: {np.mean(scores):.2f} over {episodes} episodes")
-
-
-# ---- plumbing: saving, loading, arguments (the same in every chapter; safe to skip) ----
+# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
 def atomic_write(path, write):
     """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
     try:
         write(str(tmp))
         os.replace(tmp, path)
@@ -205,6 +184,7 @@ def ensure_writable(folder):
 
 
 def load_weights(model, path, how_to_make):
+    """Load Keras weights, or exit with one line naming the file and how to make one."""
     try:
         model.load_weights(path)
     except Exception as error:            # missing, truncated, wrong architecture
@@ -215,151 +195,225 @@ def load_weights(model, path, how_to_make):
         sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
 
 
-# TensorBoard logs without the tensorboard package (TensorFlow no longer installs it): tf.summary.write
-# with the metadata that TensorBoard's scalar and text plugins look for. `pip install tensorboard` to view.
-def summary_metadata(plugin):
-    plugin_data = tf.compat.v1.SummaryMetadata.PluginData(plugin_name=plugin)
-    return tf.compat.v1.SummaryMetadata(plugin_data=plugin_data)
+class StopFlag:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
+    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
+    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
+    callback can be lost (training goes on) or crash the process."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.request)
+        signal.signal(signal.SIGTERM, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
 
 
-def log_scalars(writer, step, **values):
+def display_available():
+    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
+    and WSL without WSLg have none); Windows and macOS always have one."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def log_scalars(writer, step, **scalars):
+    """TensorBoard scalars, one tf.summary.scalar each (view them: tensorboard --logdir <save dir>/summary)."""
     with writer.as_default(step=step):
-        for tag, value in values.items():
-            tf.summary.write(tag, tf.constant(value, tf.float32), metadata=summary_metadata("scalars"))
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value)
 
 
-def log_text(writer, tag, text):
-    with writer.as_default(step=0):
-        tf.summary.write(tag, tf.constant(text), metadata=summary_metadata("text"))
-
-
-def save_graph(scores, path):
-    import matplotlib.pyplot as plt      # the backend is chosen in main()
+def save_graph(path, x, scores, xlabel, title, window=100):
+    """The scores (dots) and their running mean over the last `window` (line), as a PNG written atomically.
+    matplotlib's Agg backend draws without a window."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x, scores = np.asarray(x, dtype=np.float64), np.asarray(scores, dtype=np.float64)
     figure, axes = plt.subplots(figsize=(8, 4))
-    axes.plot(range(1, len(scores) + 1), scores, "b", linewidth=0.8)
-    axes.set_xlabel("episode")
+    axes.plot(x, scores, ".", markersize=2, alpha=0.5, label="score")
+    window = min(window, len(scores))
+    if window > 1:
+        mean = np.convolve(scores, np.ones(window) / window, mode="valid")
+        axes.plot(x[window - 1:], mean, "r-", label=f"mean of the last {window}")
+    axes.set_xlabel(xlabel)
     axes.set_ylabel("score")
-    axes.set_title("REINFORCE on the moving-obstacle grid world")
+    axes.set_title(title)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
     plt.close(figure)
 
 
-def display_available():
-    try:
-        import tkinter
-    except ImportError:
-        return False
-    try:
-        tkinter.Tk().destroy()
-        return True
-    except tkinter.TclError:
-        return False
-
-
 def positive_int(text):
-    value = int(text)
-    if value <= 0:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
-def probability(text):
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not 0.0 < value < float("inf"):                     # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {text}")
     return value
 
 
 def non_negative(text):
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not 0.0 <= value < float("inf"):                    # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
+def probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:                            # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+# ---- the command line: arguments, then training or watching ----
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description="REINFORCE on the moving-obstacle grid world (the book's chapter 5).")
+        description="REINFORCE on the moving-obstacle grid world (the book's chapter 5).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--episodes", type=positive_int, default=None, metavar="N",
-                        help=f"episodes to train (default {EPISODES}) or to play (default {PLAY_EPISODES})")
-    parser.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default: a random run)")
+                        help=f"episodes to train, or to play with --play (None: {EPISODES} to train, "
+                             f"{PLAY_EPISODES} to play)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="random seed (None: a different run each time)")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=None,
-                        help="show the grid window (default: when a display is available)")
+                        help="show the grid window (None: when a display is available)")
     parser.add_argument("--render-delay", type=non_negative, default=RENDER_DELAY, metavar="SECONDS",
-                        help="seconds per step while rendering (default %(default)s)")
+                        help="seconds per step while rendering")
     parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
-                        help="artefacts go to SAVE_DIR/save_model, save_graph, summary (default: this folder)")
+                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
     parser.add_argument("--load", type=Path, default=None, metavar="PATH",
-                        help="start from these weights (training; Adam starts afresh) or play them (--play)")
+                        help="start from these weights (training; Adam starts afresh) or play them (--play) "
+                             f"(None: train from scratch; --play plays save_model/{TRAINED.name})")
     parser.add_argument("--play", action="store_true",
-                        help=f"no training: play greedily with --load or save_model/{NAME}_trained.weights.h5")
+                        help="no training: play greedily with --load or the shipped weights; writes nothing")
     parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS, metavar="N",
-                        help="episode cap in steps, a time limit, not a terminal state (default %(default)s)")
-    parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR,
-                        help="gamma (default %(default)s)")
-    parser.add_argument("--learning-rate", type=non_negative, default=LEARNING_RATE,
-                        help="Adam step size (default %(default)s)")
+                        help="episode cap in steps, a time limit, not a terminal state")
+    parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
+    parser.add_argument("--learning-rate", type=positive_float, default=LEARNING_RATE, help="Adam step size")
     return parser.parse_args(argv)
+
+
+# ---- playing: the trained policy, greedily (the most probable action), no learning ----
+# The world has no randomness and greedy play none either, so every episode here is the same one.
+# Returns the scores of the games played to the end and how many reached the goal.
+def play(env, agent, episodes, stop):
+    scores, reached = [], 0
+    for episode in range(1, episodes + 1):
+        state = env.reset()
+        score, done = 0.0, False
+        while not (done or env.truncated):
+            if stop.requested:                    # Ctrl-C or kill: stop between two steps
+                return scores, reached
+            state, reward, done = env.step(int(np.argmax(agent.policy(state))))
+            score += reward
+        scores.append(score)
+        reached += done
+        print(f"episode: {episode} | score: {score:.1f} | steps: {env.counter} | "
+              f"{'goal reached' if done else 'step cap hit'}")
+    return scores, reached
+
+
+# ---- training: the book's loop ----
+# `scores` is filled in place, so that an interrupted run still has them to save. Returns when the episodes
+# are done or, between two steps, when Ctrl-C or kill raised the stop flag.
+def train(env, agent, episodes, scores, writer, save, stop):
+    for episode in range(1, episodes + 1):
+        state = env.reset()
+        score, done = 0.0, False
+        while not (done or env.truncated):
+            if stop.requested:
+                return
+            action = agent.get_action(state)
+            next_state, reward, done = env.step(action)
+            agent.append_sample(state, action, reward)
+            state = next_state
+            score += reward
+        loss = agent.train_model()
+        scores.append(score)
+        ending = "" if done else " | truncated"
+        print(f"episode: {episode} | score: {score:.1f} | steps: {env.counter}{ending}")
+        log_scalars(writer, episode, score=score, steps=env.counter, loss=loss)
+        if episode % SAVE_EVERY == 0:
+            save(scores)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    model_dir, graph_dir = args.save_dir / "save_model", args.save_dir / "save_graph"
-    weights_path, graph_path = model_dir / f"{NAME}.weights.h5", graph_dir / f"{NAME}.png"
-    if not args.play:
-        ensure_writable(model_dir)
-        ensure_writable(graph_dir)
-    if args.render is not False and not display_available():
-        print("no display found: running headless (pass --render on a machine with a display)")
-        args.render = False
-    args.render = args.render is not False
-    import matplotlib
-    if not args.render:
-        matplotlib.use("Agg")
-
+    stop = StopFlag()                           # from here on, Ctrl-C and kill only raise this flag
     if args.seed is not None:                   # seeding: one visible block
         random.seed(args.seed)
         np.random.seed(args.seed)
         keras.utils.set_random_seed(args.seed)
 
-    env = Env(render=args.render, delay=args.render_delay, max_steps=args.max_steps)
-    agent = ReinforceAgent(env.state_size, env.action_size, discount_factor=args.discount_factor,
+    agent = ReinforceAgent(STATE_SIZE, len(ACTIONS), discount_factor=args.discount_factor,
                            learning_rate=args.learning_rate)
+    if args.play:
+        load_weights(agent.model, args.load or TRAINED, f"train with `python {Path(__file__).name}` first")
+    elif args.load:
+        load_weights(agent.model, args.load, "pass a file saved by this script")
+    agent.refresh_weights()
+    env = make_env(args.render is not False, args.render_delay, args.max_steps)
 
     if args.play:
-        path = args.load or HERE / "save_model" / f"{NAME}_trained.weights.h5"
-        load_weights(agent.model, path, f"train with `python {Path(__file__).name}` first")
-        agent.refresh_weights()
-        try:
-            play(env, agent, args.episodes or PLAY_EPISODES)
-        except KeyboardInterrupt:
-            env.close()
-            sys.exit(130)
+        scores, reached = play(env, agent, args.episodes or PLAY_EPISODES, stop)
         env.close()
+        if stop.requested:
+            print("interrupted")
+        if scores:
+            print(f"goal reached: {reached} of {len(scores)}")
+            print(f"mean score: {np.mean(scores):.2f} over {len(scores)} episodes")
+        if stop.requested:
+            sys.exit(130)
         return
 
-    if args.load:
-        load_weights(agent.model, args.load, "pass a file saved by this script")
-        agent.refresh_weights()
+    if stop.requested:
+        env.close()
+        print("interrupted before training started: nothing saved", file=sys.stderr)
+        sys.exit(130)
+    model_dir, graph_dir = args.save_dir / "save_model", args.save_dir / "save_graph"
+    weights_path, graph_path = model_dir / f"{NAME}.weights.h5", graph_dir / f"{NAME}.png"
+    ensure_writable(model_dir)
+    ensure_writable(graph_dir)
     writer = tf.summary.create_file_writer(str(args.save_dir / "summary" / NAME))
-    log_text(writer, "hyperparameters",
-             "\n".join(f"    {key}: {value}" for key, value in sorted(vars(args).items())))
+    with writer.as_default(step=0):
+        tf.summary.text("hyperparameters",
+                        "\n".join(f"    {key}: {value}" for key, value in sorted(vars(args).items())))
 
     def save(scores):
         atomic_write(weights_path, agent.model.save_weights)
-        save_graph(scores, graph_path)
+        save_graph(graph_path, range(1, len(scores) + 1), scores, "episode",
+                   "REINFORCE on the moving-obstacle grid world")
         writer.flush()
 
     scores = []
-    try:
-        train(env, agent, args.episodes or EPISODES, scores, writer, save)
-    except KeyboardInterrupt:
-        env.close()
-        save(scores)
-        print(f"interrupted: weights saved to {weights_path}, graph to {graph_path}")
-        sys.exit(130)
+    train(env, agent, args.episodes or EPISODES, scores, writer, save, stop)
     env.close()
     save(scores)
+    if stop.requested:
+        print(f"interrupted: weights saved to {weights_path}, graph to {graph_path}")
+        sys.exit(130)
     print(f"weights saved to {weights_path}")
     print(f"graph saved to {graph_path}")
     print(f"TensorBoard: tensorboard --logdir {args.save_dir / 'summary'}")

@@ -10,13 +10,21 @@ The book's shaping: a real failure (the pole falls or the cart leaves the track)
 Gymnasium stops every episode at 500 steps. That time limit is not a failure: it is neither punished nor
 treated as terminal (the target still bootstraps from s'), and the score is the true episode length.
 Stop rule: when the mean score of the last 10 episodes exceeds 490, save the weights and stop.
+Ctrl-C (or `kill`) stops training between two steps: the weights and the graph are saved once, and the
+script exits with status 130; while watching (--play) it stops and prints the mean of the games so far.
 
 Speed: the agent acts with a numpy forward pass on the current weights (a few microseconds, against about
 0.3 ms for a call into TensorFlow); one compiled training step per environment step returns the updated
 weights for it. The replay memory is one preallocated numpy array.
+
+    python cartpole_dqn.py                      # train (headless; --render shows the window)
+    python cartpole_dqn.py --play --render      # watch the shipped trained agent, greedily
+    tensorboard --logdir summary                # score, mean of the last 10, epsilon, loss per episode
+
+Artefacts (under --save-dir, default this folder): save_model/cartpole_dqn.weights.h5 (Keras 3 weights),
+save_graph/cartpole_dqn.png, summary/cartpole_dqn/ (TensorBoard). Watching (--play) writes nothing.
 """
 import argparse
-import importlib.util
 import os
 import random
 import signal
@@ -33,15 +41,14 @@ os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
 
 import gymnasium as gym  # noqa: E402
 import keras  # noqa: E402
-import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 HERE = Path(__file__).resolve().parent                    # every path resolves against this folder
 NAME = "cartpole_dqn"
+TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"     # the shipped weights, played by --play
+STATE_SIZE = 4                 # CartPole-v1: cart position, cart velocity, pole angle, pole angular velocity
+ACTION_SIZE = 2                # push the cart left or right
 
 # ---- hyperparameters (the book's values) ----
 DISCOUNT_FACTOR = 0.99
@@ -56,6 +63,7 @@ EPISODES = 300
 FAILURE_REWARD = -100.0        # reward of a real failure (instead of +1)
 SOLVED_SCORE = 490             # stop rule: the mean of the last SOLVED_WINDOW scores exceeds this
 SOLVED_WINDOW = 10
+PLAY_EPISODES = 10             # default number of games for --play
 
 
 # The book's reward shaping: a real failure costs FAILURE_REWARD; a time-limit stop is an ordinary step.
@@ -199,11 +207,28 @@ class DQNAgent:
         self.update_target_model()
 
 
-# ---- plumbing: saving, loading, arguments, graph (the same in every chapter; safe to skip) ----
+# CartPole-v1; with --render the gymnasium window, or a one-line note and headless if it cannot open.
+def make_env(render):
+    if render and not display_available():
+        print("no display found: running headless (pass --render on a machine with a display)")
+        render = False
+    if render:
+        env = gym.make("CartPole-v1", render_mode="human")
+        try:
+            env.reset()                   # opens the window (needs pygame and a display)
+            return env
+        except Exception as error:
+            env.close()
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"cannot open the CartPole window ({reason}): running headless")
+    return gym.make("CartPole-v1")
+
+
+# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
 def atomic_write(path, write):
     """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
     try:
         write(str(tmp))
         os.replace(tmp, path)
@@ -221,6 +246,7 @@ def ensure_writable(folder):
 
 
 def load_weights(model, path, how_to_make):
+    """Load Keras weights, or exit with one line naming the file and how to make one."""
     try:
         model.load_weights(path)
     except Exception as error:            # missing, truncated, wrong architecture
@@ -231,55 +257,11 @@ def load_weights(model, path, how_to_make):
         sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
 
 
-def save_graph(path, scores):
-    def write(tmp):
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        ax.plot(range(1, len(scores) + 1), scores, "b")
-        ax.set_xlabel("episode")
-        ax.set_ylabel("score (steps balanced)")
-        ax.set_title("CartPole DQN")
-        fig.savefig(tmp, format="png", dpi=80)
-        plt.close(fig)
-    atomic_write(path, write)
-
-
-def summary_writer(folder):
-    """A TensorBoard writer, or None (with a one-line note) when the tensorboard package is missing."""
-    if importlib.util.find_spec("tensorboard") is None:
-        print("tensorboard is not installed (pip install tensorboard): no TensorBoard scalars this run")
-        return None
-    return tf.summary.create_file_writer(str(folder))
-
-
-def log_scalars(writer, step, **scalars):
-    if writer is not None:
-        with writer.as_default(step=step):
-            for name, value in scalars.items():
-                tf.summary.scalar(name, value)
-
-
-def make_env(render):
-    """CartPole-v1; with --render the gymnasium window, or a one-line note and headless if it cannot open."""
-    if render and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                            or os.environ.get("WAYLAND_DISPLAY")):
-        print("no display found: running headless (pass --render on a machine with a display)")
-        render = False
-    if render:
-        env = gym.make("CartPole-v1", render_mode="human")
-        try:
-            env.reset()                   # opens the window (needs pygame and a display)
-            return env
-        except Exception as error:
-            env.close()
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            print(f"cannot open the CartPole window ({reason}): running headless")
-    return gym.make("CartPole-v1")
-
-
 class StopFlag:
-    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; the training loop looks at it before every
-    step and then stops and saves. A KeyboardInterrupt raised in the middle of a TensorFlow call (e.g. while a
-    summary is written) can crash the process instead (seen: exit -11), so it is raised only between steps."""
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
+    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
+    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
+    callback can be lost (training goes on) or crash the process."""
 
     def __init__(self):
         self.requested = False
@@ -290,119 +272,181 @@ class StopFlag:
         self.requested = True
 
 
+def display_available():
+    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
+    and WSL without WSLg have none); Windows and macOS always have one."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def log_scalars(writer, step, **scalars):
+    """TensorBoard scalars, one tf.summary.scalar each (view them: tensorboard --logdir <save dir>/summary)."""
+    with writer.as_default(step=step):
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value)
+
+
+def save_graph(path, x, scores, xlabel, title, window=100):
+    """The scores (dots) and their running mean over the last `window` (line), as a PNG written atomically.
+    matplotlib's Agg backend draws without a window."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x, scores = np.asarray(x, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.plot(x, scores, ".", markersize=2, alpha=0.5, label="score")
+    window = min(window, len(scores))
+    if window > 1:
+        mean = np.convolve(scores, np.ones(window) / window, mode="valid")
+        axes.plot(x[window - 1:], mean, "r-", label=f"mean of the last {window}")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("score")
+    axes.set_title(title)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
+    plt.close(figure)
+
+
 def positive_int(text):
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
+# ---- the command line: arguments, then training or watching ----
 def parse_args(argv=None):
     hyperparameters = (f"book hyperparameters: gamma {DISCOUNT_FACTOR}, Adam lr {LEARNING_RATE}, "
                        f"epsilon {EPSILON_START} x{EPSILON_DECAY} per training step (floor {EPSILON_MIN}), "
                        f"replay memory {MEMORY_SIZE}, batch {BATCH_SIZE}, training starts at {TRAIN_START} "
                        f"samples, target network copied every episode, failure reward {FAILURE_REWARD:g}, "
                        f"stop when the mean of the last {SOLVED_WINDOW} scores > {SOLVED_SCORE}.")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=hyperparameters)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=hyperparameters,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--episodes", type=positive_int, default=None, metavar="N",
-                        help=f"training episodes (default {EPISODES}); with --play, games to play (default 10)")
+                        help=f"training episodes, or games to play with --play (None: {EPISODES} to train, "
+                             f"{PLAY_EPISODES} to play)")
     parser.add_argument("--seed", type=int, default=None, metavar="N",
-                        help="random seed (default: none, a new run each time)")
+                        help="random seed (None: a different run each time)")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="show the gymnasium window (needs pygame and a display; slows training to 50 fps)")
     parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
-                        help="folder for save_model/, save_graph/ and summary/ (default: this script's folder)")
+                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
     parser.add_argument("--load", type=Path, default=None, metavar="PATH",
                         help="start from these weights (training then explores with epsilon "
-                             f"{EPSILON_MIN}); with --play, the weights to play")
+                             f"{EPSILON_MIN}); with --play, the weights to play (None: train from scratch; "
+                             f"--play plays save_model/{TRAINED.name})")
     parser.add_argument("--play", action="store_true",
-                        help=f"play greedily without training, with save_model/{NAME}_trained.weights.h5 "
-                             "(or --load PATH)")
+                        help="play greedily without training, with --load or the shipped weights; writes nothing")
     return parser.parse_args(argv)
 
 
+# ---- playing: the trained network, greedily (argmax Q), no learning ----
+# Returns the scores of the games played to the end (Ctrl-C or kill stops between two steps).
+def play(env, agent, episodes, seed, stop):
+    scores = []
+    for e in range(1, episodes + 1):
+        state, _ = env.reset(seed=seed if e == 1 else None)
+        score, done = 0, False
+        while not done:
+            if stop.requested:
+                return scores
+            state, reward, terminated, truncated, _ = env.step(agent.get_greedy_action(state))
+            score += reward
+            done = terminated or truncated
+        scores.append(score)
+        print(f"episode: {e} | score: {score:.1f}")
+    return scores
+
+
 # ---- training loop ----
-if __name__ == "__main__":
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    stop = StopFlag()                           # from here on, Ctrl-C and kill only raise this flag
     if args.seed is not None:
         random.seed(args.seed)
         np.random.seed(args.seed)
         keras.utils.set_random_seed(args.seed)
-
-    env = make_env(args.render)
-    state_size = int(env.observation_space.shape[0])
-    action_size = int(env.action_space.n)
-    agent = DQNAgent(state_size, action_size)
+    agent = DQNAgent(STATE_SIZE, ACTION_SIZE)
 
     if args.play:
-        agent.load(args.load or HERE / "save_model" / f"{NAME}_trained.weights.h5")
-        episodes = args.episodes or 10
-        scores = []
-        for e in range(1, episodes + 1):
-            state, _ = env.reset(seed=args.seed if e == 1 else None)
-            score, done = 0, False
-            while not done:
-                state, reward, terminated, truncated, _ = env.step(agent.get_greedy_action(state))
-                score += reward
-                done = terminated or truncated
-            scores.append(score)
-            print(f"episode: {e} | score: {score:.1f}")
-        print(f"mean score: {np.mean(scores):.1f} over {episodes} episodes")
+        agent.load(args.load or TRAINED)
+        env = make_env(args.render)
+        scores = play(env, agent, args.episodes or PLAY_EPISODES, args.seed, stop)
         env.close()
-        sys.exit(0)
+        if stop.requested:
+            print("interrupted")
+        if scores:
+            print(f"mean score: {np.mean(scores):.1f} over {len(scores)} episodes")
+        if stop.requested:
+            sys.exit(130)
+        return
 
+    if args.load:
+        agent.load(args.load)
+        agent.epsilon = agent.epsilon_min         # the loaded network already plays: explore little
+        print(f"loaded {args.load}; epsilon starts at {agent.epsilon}")
+    env = make_env(args.render)
+    if stop.requested:
+        env.close()
+        print("interrupted before training started: nothing saved", file=sys.stderr)
+        sys.exit(130)
     save_dir = args.save_dir.resolve()
     for folder in ("save_model", "save_graph", "summary"):
         ensure_writable(save_dir / folder)
     weights_path = save_dir / "save_model" / f"{NAME}.weights.h5"
     graph_path = save_dir / "save_graph" / f"{NAME}.png"
-    if args.load:
-        agent.load(args.load)
-        agent.epsilon = agent.epsilon_min         # the loaded network already plays: explore little
-        print(f"loaded {args.load}; epsilon starts at {agent.epsilon}")
-    writer = summary_writer(save_dir / "summary" / NAME)
+    writer = tf.summary.create_file_writer(str(save_dir / "summary" / NAME))
     episodes = args.episodes or EPISODES
+    scores, total_steps, solved = [], 0, False
+
+    def draw_graph():
+        save_graph(graph_path, range(1, len(scores) + 1), scores, "episode", "CartPole DQN")
 
     def save_all():
         atomic_write(weights_path, agent.model.save_weights)
-        save_graph(graph_path, scores)
+        draw_graph()
+        writer.flush()
         print(f"weights: {weights_path}\ngraph: {graph_path}\n"
               f"tensorboard: tensorboard --logdir {save_dir / 'summary'}")
 
-    scores, total_steps, solved = [], 0, False
     start = time.perf_counter()
-    stop = StopFlag()
-    try:
-        for e in range(1, episodes + 1):
-            state, _ = env.reset(seed=args.seed if e == 1 else None)
-            score, losses, done = 0, [], False
-            while not done:
-                if stop.requested:                        # Ctrl-C or kill: stop here, save below
-                    raise KeyboardInterrupt
-                action = agent.get_action(state)
-                next_state, reward, terminated, truncated, _ = env.step(action)
-                score += reward                           # the true episode length
-                # Only a real failure ends the return; a 500-step time limit still bootstraps from s'.
-                agent.append_sample(state, action, shape_reward(reward, terminated), next_state, terminated)
-                if len(agent.memory) >= agent.train_start:
-                    losses.append(agent.train_model())
-                state = next_state
-                done = terminated or truncated
-                total_steps += 1
-            agent.update_target_model()                   # once per episode (the book's schedule)
+    for e in range(1, episodes + 1):
+        state, _ = env.reset(seed=args.seed if e == 1 else None)
+        score, losses, done = 0, [], False
+        while not (done or stop.requested):           # Ctrl-C or kill: stop between two steps
+            action = agent.get_action(state)
+            next_state, reward, terminated, truncated, _ = env.step(action)
+            score += reward                           # the true episode length
+            # Only a real failure ends the return; a 500-step time limit still bootstraps from s'.
+            agent.append_sample(state, action, shape_reward(reward, terminated), next_state, terminated)
+            if len(agent.memory) >= agent.train_start:
+                losses.append(agent.train_model())
+            state = next_state
+            done = terminated or truncated
+            total_steps += 1
+        if not done:                                  # stopped in the middle of this episode
+            break
+        agent.update_target_model()                   # once per episode (the book's schedule)
 
-            scores.append(score)
-            mean_recent = float(np.mean(scores[-SOLVED_WINDOW:]))
-            print(f"episode: {e} | score: {score:.1f} | mean of last {SOLVED_WINDOW}: {mean_recent:.1f} | "
-                  f"memory length: {len(agent.memory)} | epsilon: {agent.epsilon:.3f}")
-            log_scalars(writer, e, score=score, mean_score_last_10=mean_recent, epsilon=agent.epsilon,
-                        average_loss=float(np.mean(losses)) if losses else 0.0)
-            if e % 10 == 0:                               # a redraw costs more than a short episode
-                save_graph(graph_path, scores)
-            if len(scores) >= SOLVED_WINDOW and mean_recent > SOLVED_SCORE:
-                solved = True
-                break
-    except KeyboardInterrupt:
+        scores.append(score)
+        mean_recent = float(np.mean(scores[-SOLVED_WINDOW:]))
+        print(f"episode: {e} | score: {score:.1f} | mean of last {SOLVED_WINDOW}: {mean_recent:.1f} | "
+              f"memory length: {len(agent.memory)} | epsilon: {agent.epsilon:.3f}")
+        log_scalars(writer, e, score=score, mean_score_last_10=mean_recent, epsilon=agent.epsilon,
+                    average_loss=float(np.mean(losses)) if losses else 0.0)
+        if e % 10 == 0:                               # a redraw costs more than a short episode
+            draw_graph()
+        if len(scores) >= SOLVED_WINDOW and mean_recent > SOLVED_SCORE:
+            solved = True
+            break
+    env.close()
+    if stop.requested:
         print(f"\ninterrupted at episode {len(scores) + 1}: saving")
         save_all()
         sys.exit(130)
@@ -413,4 +457,7 @@ if __name__ == "__main__":
     else:
         print(f"not solved in {episodes} episodes ({total_steps} env steps, {seconds:.1f} s of training)")
     save_all()
-    env.close()
+
+
+if __name__ == "__main__":
+    main()
