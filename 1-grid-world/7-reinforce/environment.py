@@ -59,7 +59,6 @@ RENDER_DELAY = 0.07                         # seconds per step while rendering (
 
 class Env:
     def __init__(self, render=False, delay=RENDER_DELAY, max_steps=MAX_STEPS):
-        self.action_space = list(range(len(ACTIONS)))
         self.action_size = len(ACTIONS)
         self.state_size = STATE_SIZE
         self.max_steps = max_steps

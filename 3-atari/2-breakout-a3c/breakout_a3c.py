@@ -42,6 +42,9 @@ What differs from the book's 2017 code:
 Run:   python 3-atari/2-breakout-a3c/breakout_a3c.py --fast
 Watch: tensorboard --logdir 3-atari/2-breakout-a3c/summary
 Play:  python 3-atari/2-breakout-a3c/play_a3c_model.py --episodes 10 --no-render
+
+The shipped save_model/breakout_a3c_trained.weights.h5 was trained with --fast for 3.9 M agent steps (52 minutes
+on a 2-core CPU); its curve is save_graph/breakout_a3c_trained.png (.csv: the numbers).
 """
 import argparse
 import csv
