@@ -3,11 +3,11 @@
     emulator alone       the vector environment of --fast stepping random actions (same games, same threads)
     1 thread × 1 game    the book's A3C with one actor-learner
     book default         8 threads × 1 game, one per core playing at a time
-    --fast               2 threads × 16 games (and any --fast-envs variants)
+    --fast               the preset: 4 threads × 8 games, all playing (and any --also variants)
     Breakout DQN         the DQN's agent steps/s while it trains (for the wall-clock-to-score table)
 
     python benchmarks/breakout_a3c.py                     # 30,000 agent steps per row
-    python benchmarks/breakout_a3c.py --steps 60000 --fast-envs 8 16 32 --repeats 3
+    python benchmarks/breakout_a3c.py --steps 60000 --also 2 16 --also 3 16 --repeats 3
 
 Every A3C row runs the real training (A3CAgent.train, untouched) and measures the steady state: from the moment
 a quarter of the budget is done to the end (model building, the first compilations and the first games'
@@ -151,8 +151,8 @@ def dqn_training_rate_here(steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30_000, help="agent steps per A3C row")
-    parser.add_argument("--fast-envs", type=int, nargs="*", default=[16],
-                        help="games per thread of the --fast rows (2 threads each)")
+    parser.add_argument("--also", type=int, nargs=2, action="append", default=[], metavar=("THREADS", "GAMES"),
+                        help="also measure the fast path with THREADS threads × GAMES games (repeatable)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs per row (median kept)")
     parser.add_argument("--dqn-steps", type=int, default=3000, help="DQN training steps timed (0: skip)")
     parser.add_argument("--dqn-only", type=int, default=0, help=argparse.SUPPRESS)
@@ -168,11 +168,12 @@ def main():
     print(f"{os.cpu_count()} CPUs, {a3c.usable_cores()} usable; before: {load_average()}")
     rows = [("1 thread × 1 game (book)", dict(threads=1, envs_per_thread=1)),
             (f"{a3c.THREADS} threads × 1 game (book default)", dict(threads=a3c.THREADS, envs_per_thread=1))]
-    for envs in args.fast_envs:
-        rows.append((f"--fast: {fast['threads']} threads × {envs} games, t_max {fast['t_max']}",
-                     dict(threads=fast["threads"], envs_per_thread=envs, t_max=fast["t_max"],
-                          learning_rate=fast["lr"], max_grad_norm=fast["max_grad_norm"],
-                          rms_epsilon=fast["rms_epsilon"])))
+    fast_options = dict(t_max=fast["t_max"], learning_rate=fast["lr"], max_grad_norm=fast["max_grad_norm"],
+                        rms_epsilon=fast["rms_epsilon"])
+    for threads, envs in [(fast["threads"], fast["envs_per_thread"])] + [tuple(v) for v in args.also]:
+        name = "--fast" if (threads, envs) == (fast["threads"], fast["envs_per_thread"]) else "fast variant"
+        rows.append((f"{name}: {threads} threads × {envs} games, all playing, t_max {fast['t_max']}",
+                     dict(threads=threads, envs_per_thread=envs, active_threads=threads, **fast_options)))
     results = defaultdict(list)
     breakdowns = {}
     with tempfile.TemporaryDirectory() as save_dir:
@@ -183,8 +184,8 @@ def main():
                 breakdowns[label] = pieces
                 print(f"  {label}: {result['steps/s']:.0f} steps/s, {result['cpu ms/step']:.2f} CPU ms/step "
                       f"({load_average()})", flush=True)
-            label = f"emulator alone: {fast['threads']} threads × {args.fast_envs[0]} games, random actions"
-            results[label].append(emulator_alone(a3c, args.steps, fast["threads"], args.fast_envs[0]))
+            label = f"emulator alone: {fast['threads']} threads × {fast['envs_per_thread']} games, random actions"
+            results[label].append(emulator_alone(a3c, args.steps, fast["threads"], fast["envs_per_thread"]))
             print(f"  {label}: {results[label][-1]['steps/s']:.0f} steps/s ({load_average()})", flush=True)
         if args.dqn_steps:
             results["Breakout DQN while training"].append(dqn_training_rate(args.dqn_steps))

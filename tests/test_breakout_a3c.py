@@ -89,11 +89,12 @@ def test_entropy_bonus_pushes_towards_a_uniform_policy(a3c):
     assert float(entropy_after) > float(entropy_before)
 
 
-def test_pre_processing_takes_the_max_of_two_frames(a3c):
+def test_pre_processing_takes_the_max_of_two_frames():
+    environment = load_module("3-atari/2-breakout-a3c/environment.py")
     first = np.zeros((210, 160), dtype=np.uint8)
     second = np.zeros((210, 160), dtype=np.uint8)
     first[:, :80], second[:, 80:] = 200, 100
-    frame = a3c.pre_processing(second, first)
+    frame = environment.pre_processing(second, first)
     assert frame.shape == (84, 84) and frame.dtype == np.uint8
     assert frame[:, :40].min() == 200 and frame[:, 44:].min() == 100
 

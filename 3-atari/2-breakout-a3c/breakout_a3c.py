@@ -20,9 +20,9 @@ The advantage A is a constant in the policy loss (no gradient flows through it i
 
 Two ways to run it:
 - The book's (default): 8 threads, each playing ONE game and asking its network for one action per step.
-- Fast (`--fast`): each thread plays N games at once (`--envs-per-thread N`, stepped by the emulator's own C++
-  threads), chooses all N actions with one network call and learns from t_max × N samples per update. On a
-  2-core CPU this plays several times more steps per second; see the README for the numbers.
+- Fast (`--fast`): 4 threads, each playing 8 games at once (`--envs-per-thread N`, stepped by the emulator's own
+  C++ threads outside Python's interpreter lock), choosing all N actions with one network call and learning from
+  t_max × N samples per update. On a 2-core CPU this plays several times more steps per second; see the README.
 
 What differs from the book's 2017 code:
 - The book bootstrapped from V of the wrong state and broadcast the critic loss into an N×N matrix; here R is
@@ -92,9 +92,10 @@ SAVE_EVERY_S = 600          # save the global weights every 10 minutes (and at e
 ACTIVE_THREADS = None       # threads playing at once (None: one per CPU core); not in the book
 MAX_EPISODE_STEPS = 10_000  # playing: a greedy agent can loop for ever without breaking a brick, so cap a game
 
-# --fast: batched games per thread (synchronous-A2C practice: 5 steps × 16 games per update, lr 7e-4,
-# gradient norm 0.5), measured fastest to a good score on a 2-core CPU. Options given explicitly win.
-FAST = dict(threads=2, envs_per_thread=16, t_max=5, lr=7e-4, max_grad_norm=0.5, rms_epsilon=1e-10)
+# --fast: 4 actor-learners, all playing at once, each with 8 games in the emulator's C++ vector environment and
+# one update per 5 steps × 8 games (lr 7e-4 and gradient norm 0.5 as in synchronous A2C); measured fastest to a
+# good score on a 2-core CPU (README). Options given explicitly win.
+FAST = dict(threads=4, envs_per_thread=8, active_threads=4, t_max=5, lr=7e-4, max_grad_norm=0.5, rms_epsilon=1e-10)
 
 
 def discount_rewards(rewards, dones, next_values, gamma=GAMMA):
@@ -696,8 +697,8 @@ def positive_float(text):
 
 # ---- arguments, seeding, watching from the command line ----
 def parse_args(argv=None):
-    book = dict(threads=THREADS, envs_per_thread=ENVS_PER_THREAD, t_max=T_MAX, lr=LEARNING_RATE,
-                max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON)
+    book = dict(threads=THREADS, envs_per_thread=ENVS_PER_THREAD, active_threads=ACTIVE_THREADS, t_max=T_MAX,
+                lr=LEARNING_RATE, max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON)
     parser = argparse.ArgumentParser(description="Train A3C on Atari Breakout (actor-learner threads).",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
@@ -711,9 +712,9 @@ def parse_args(argv=None):
     parser.add_argument("--envs-per-thread", type=positive_int, default=argparse.SUPPRESS,
                         help="games each thread plays at once; above 1 they run in ALE's vector environment with "
                              f"its preprocessing {preset('envs_per_thread')}")
-    parser.add_argument("--active-threads", type=positive_int, default=ACTIVE_THREADS,
-                        help=f"threads that play at the same time, the others wait their turn "
-                             f"(None: one per CPU core, here {usable_cores()})")
+    parser.add_argument("--active-threads", type=positive_int, default=argparse.SUPPRESS,
+                        help=f"threads that play at the same time, the others wait their turn; None: one per CPU "
+                             f"core, here {usable_cores()} {preset('active_threads')}")
     parser.add_argument("--t-max", type=positive_int, default=argparse.SUPPRESS,
                         help=f"steps per rollout before an update {preset('t_max')}")
     parser.add_argument("--lr", type=positive_float, default=argparse.SUPPRESS,
