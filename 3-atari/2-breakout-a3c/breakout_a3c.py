@@ -67,7 +67,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from environment import ACTIONS, PREPROCESSINGS, STATE_SIZE, BookBreakout, VectorBreakout, make_games
+from environment import (ACTIONS, PREPROCESSINGS, STATE_SIZE, BookBreakout, ColourScreen, VectorBreakout,
+                         make_games)
 from turns import Turns, usable_cores
 
 NAME = "breakout_a3c"
@@ -515,9 +516,13 @@ def play(model, episodes, preprocessing="book", render=False, seed=None, max_epi
     rng = np.random.default_rng(seed)
     policy_of = tf.function(lambda states: model(states, training=False)[0],
                             input_signature=[tf.TensorSpec((None, *STATE_SIZE), tf.uint8)])
+    screen = None
     if preprocessing == "book":
         games = BookBreakout(seed=seed, rng=rng, render_mode="human" if render else None)
     else:
+        if render:                        # a second emulator shows the same game in colour (same seed, same actions)
+            seed = int(rng.integers(2 ** 31)) if seed is None else seed
+            screen = ColourScreen(seed)
         games = VectorBreakout(1, seed=seed)
     scores = []
     states = games.reset()
@@ -529,17 +534,26 @@ def play(model, episodes, preprocessing="book", render=False, seed=None, max_epi
         else:
             actions = policy.argmax(axis=1)
         states, _, _, finished = games.step(actions)
+        if screen is not None:
+            screen.step(actions)
         steps += 1
         if not finished and steps >= max_episode_steps:    # stuck: count the game as it stands, start anew
             score = games.score if preprocessing == "book" else float(games.scores[0])
             finished = [(0, score, steps)]
             print(f"(game {len(scores) + 1} stopped at the {max_episode_steps}-step cap)")
-            states = games.reset()
+            if screen is None:
+                states = games.reset()
+            else:                                           # a new seed for both emulators, to stay in step
+                new_seed = int(rng.integers(2 ** 31))
+                states = games.reset(seed=new_seed)
+                screen.reset(new_seed)
         for _, score, duration in finished:
             scores.append(score)
             print(f"episode: {len(scores)} | score: {score:.1f} | steps: {duration}", flush=True)
             steps = 0
     games.close()
+    if screen is not None:
+        screen.close()
     return scores
 
 
@@ -769,9 +783,6 @@ def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS,
     load_weights(model, load, f"train them with: python {Path(__file__).name}")
     if facts["preprocessing"] not in PREPROCESSINGS:
         sys.exit(f"error: {load} names an unknown preprocessing {facts['preprocessing']!r}")
-    if render and facts["preprocessing"] != "book":
-        print("the vector environment has no window: running headless")
-        render = False
     print(f"playing {load} with the {facts['preprocessing']} preprocessing it was trained with")
     scores = play(model, episodes, facts["preprocessing"], render, seed, max_episode_steps, sample, stop)
     if stop.requested:

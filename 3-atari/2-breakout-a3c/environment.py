@@ -96,25 +96,27 @@ class BookBreakout:
         self.env.close()
 
 
+# The games of the vector environment, the same for the agent's games and for the colour screen below.
+VECTOR_SETTINGS = dict(
+    frameskip=4, repeat_action_probability=0.0, noop_max=NO_OP_MAX, use_fire_reset=True, reward_clipping=False,
+    episodic_life=False,                  # True would reset the whole game at a lost life
+    life_loss_info=True,                  # terminated at every lost life; the game itself goes on
+    autoreset_mode=AutoresetMode.SAME_STEP)
+
+
 class VectorBreakout:
     """N games of Breakout in ALE's vector environment (same settings as BookBreakout: 4 frames a step, no
     sticky actions, the minimal action set NOOP, FIRE, RIGHT, LEFT), each game reset as soon as it ends."""
     preprocessing = "ale-vector"
 
-    def __init__(self, num_envs, seed=None, num_threads=0, render=False):
+    def __init__(self, num_envs, seed=None, num_threads=0):
         self.num_envs = num_envs
         self.seed = seed
-        self.env = AtariVectorEnv(
-            "breakout", num_envs, num_threads=num_threads, frameskip=4, repeat_action_probability=0.0,
-            noop_max=NO_OP_MAX, use_fire_reset=True, reward_clipping=False,
-            episodic_life=False,          # True would reset the whole game at a lost life
-            life_loss_info=True,          # terminated at every lost life; the game itself goes on
-            autoreset_mode=AutoresetMode.SAME_STEP,
-            grayscale=not render)         # render: RGB screens (for --record) instead of the agent's input
+        self.env = AtariVectorEnv("breakout", num_envs, num_threads=num_threads, **VECTOR_SETTINGS)
         self.actions = np.array(ACTIONS, dtype=np.int32)   # agent action -> index in NOOP, FIRE, RIGHT, LEFT
 
-    def reset(self):
-        observe, info = self.env.reset(seed=self.seed)
+    def reset(self, seed=None):
+        observe, info = self.env.reset(seed=self.seed if seed is None else seed)
         self.seed = None
         self.lives = info["lives"].copy()
         self.scores = np.zeros(self.num_envs)
@@ -143,6 +145,43 @@ class VectorBreakout:
 
     def close(self):
         self.env.close()
+
+
+class ColourScreen:
+    """A window with the colour screen of one vector-environment game. ALE's vector environment has no window,
+    so a second emulator, seeded alike and given the same actions, plays the very same game in colour (the
+    emulator is deterministic) and pygame shows it."""
+
+    def __init__(self, seed, fps=30, scale=3):
+        import pygame
+        self.pygame = pygame
+        self.env = AtariVectorEnv("breakout", 1, num_threads=1, grayscale=False, img_height=210, img_width=160,
+                                  stack_num=1, maxpool=False, **VECTOR_SETTINGS)
+        self.actions = np.array(ACTIONS, dtype=np.int32)
+        pygame.display.init()
+        self.window = pygame.display.set_mode((160 * scale, 210 * scale))
+        pygame.display.set_caption("Breakout A3C")
+        self.clock, self.fps = pygame.time.Clock(), fps
+        self.reset(seed)
+
+    def reset(self, seed):
+        observe, self.info = self.env.reset(seed=seed)
+        self.show(observe)
+
+    def step(self, actions):
+        observe, _, _, _, self.info = self.env.step(self.actions[actions])
+        self.show(observe)
+
+    def show(self, observe):
+        surface = self.pygame.surfarray.make_surface(observe[0, 0].swapaxes(0, 1))   # (210, 160, 3) RGB
+        self.window.blit(self.pygame.transform.scale(surface, self.window.get_size()), (0, 0))
+        self.pygame.display.flip()
+        self.pygame.event.pump()                    # keep the window responsive
+        self.clock.tick(self.fps)
+
+    def close(self):
+        self.env.close()
+        self.pygame.display.quit()
 
 
 def make_games(num_envs, seed=None, rng=None, num_threads=0):

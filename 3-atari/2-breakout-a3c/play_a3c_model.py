@@ -25,7 +25,7 @@ def parse_args(argv=None):
     parser.add_argument("--episodes", type=positive_int, default=10, help="games to play")
     parser.add_argument("--load", type=Path, default=TRAINED, help="weights to play")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
-                        help="show the game in a window (book preprocessing only)")
+                        help="show the game in a window")
     parser.add_argument("--max-episode-steps", type=positive_int, default=MAX_EPISODE_STEPS,
                         help="end a game after this many agent steps (a greedy agent may stall)")
     parser.add_argument("--sample", action="store_true",
