@@ -390,10 +390,9 @@ def test_the_shipped_agent_plays_far_better_than_random_with_its_own_preprocessi
     assert mean >= 100, result.stdout
 
 
-def test_the_colour_screen_plays_the_very_same_game_as_the_agent(monkeypatch):
+def test_the_colour_screen_plays_the_very_same_game_as_the_agent(tk_display):
     # ALE's vector environment has no window: --render runs a second emulator, seeded alike and given the same
-    # actions, in colour. Same lives and same game overs step by step means the same game.
-    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    # actions, in colour, in a real Tk window (Xvfb). Same lives and same game overs step by step: the same game.
     environment = load_module("3-atari/2-breakout-a3c/environment.py")
     games, rng = environment.VectorBreakout(1, seed=5), np.random.default_rng(0)
     games.reset()
@@ -408,13 +407,13 @@ def test_the_colour_screen_plays_the_very_same_game_as_the_agent(monkeypatch):
         if finished:                              # the screen's game was reset in the same step, too
             assert screen.info["episode_frame_number"][0] < 200
     assert game_overs >= 3
-    assert screen.window.get_size() == (480, 630)
+    assert (screen.image.width(), screen.image.height()) == (480, 630)
     screen.close()
     games.close()
 
 
-def test_the_shipped_agent_can_be_watched_in_a_window():
+def test_the_shipped_agent_can_be_watched_in_a_window(tk_display):
     result = run_script(PLAY, "--episodes", 1, "--render", "--max-episode-steps", 200, "--seed", 3, timeout=300,
-                        env={"SDL_VIDEODRIVER": "dummy", "DISPLAY": ":none"})
+                        display=tk_display)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no display" not in result.stdout and "mean score:" in result.stdout

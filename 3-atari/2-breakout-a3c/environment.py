@@ -23,6 +23,8 @@
 An agent is always played with the preprocessing it was trained with (breakout_a3c.py writes it beside the
 weights).
 """
+import time
+
 import ale_py
 import cv2
 import gymnasium
@@ -150,18 +152,19 @@ class VectorBreakout:
 class ColourScreen:
     """A window with the colour screen of one vector-environment game. ALE's vector environment has no window,
     so a second emulator, seeded alike and given the same actions, plays the very same game in colour (the
-    emulator is deterministic) and pygame shows it."""
+    emulator is deterministic), shown in a Tk window (pygame's window hangs once TensorFlow is loaded)."""
 
     def __init__(self, seed, fps=30, scale=3):
-        import pygame
-        self.pygame = pygame
+        import tkinter
         self.env = AtariVectorEnv("breakout", 1, num_threads=1, grayscale=False, img_height=210, img_width=160,
                                   stack_num=1, maxpool=False, **VECTOR_SETTINGS)
         self.actions = np.array(ACTIONS, dtype=np.int32)
-        pygame.display.init()
-        self.window = pygame.display.set_mode((160 * scale, 210 * scale))
-        pygame.display.set_caption("Breakout A3C")
-        self.clock, self.fps = pygame.time.Clock(), fps
+        self.tkinter, self.scale, self.delay = tkinter, scale, 1.0 / fps if fps else 0.0
+        self.root = tkinter.Tk()          # raises tkinter.TclError where no window can open
+        self.root.title("Breakout A3C")
+        self.label = tkinter.Label(self.root, borderwidth=0)
+        self.label.pack()
+        self.shown_at = 0.0
         self.reset(seed)
 
     def reset(self, seed):
@@ -173,15 +176,17 @@ class ColourScreen:
         self.show(observe)
 
     def show(self, observe):
-        surface = self.pygame.surfarray.make_surface(observe[0, 0].swapaxes(0, 1))   # (210, 160, 3) RGB
-        self.window.blit(self.pygame.transform.scale(surface, self.window.get_size()), (0, 0))
-        self.pygame.display.flip()
-        self.pygame.event.pump()                    # keep the window responsive
-        self.clock.tick(self.fps)
+        frame = observe[0, 0]                                          # (210, 160, 3) RGB
+        ppm = b"P6 %d %d 255 " % (frame.shape[1], frame.shape[0]) + frame.tobytes()
+        self.image = self.tkinter.PhotoImage(data=ppm, format="PPM").zoom(self.scale)
+        self.label.configure(image=self.image)
+        time.sleep(max(0.0, self.shown_at + self.delay - time.perf_counter()))
+        self.root.update()                                             # draw, and keep the window responsive
+        self.shown_at = time.perf_counter()
 
     def close(self):
         self.env.close()
-        self.pygame.display.quit()
+        self.root.destroy()
 
 
 def make_games(num_envs, seed=None, rng=None, num_threads=0):
