@@ -156,3 +156,19 @@ def printed_mean(stdout):
     match = re.search(r"^mean score: (-?[\d.]+) over \d+ episodes", stdout, re.MULTILINE)
     assert match, f"no 'mean score' line in:\n{stdout[-2000:]}"
     return float(match[1])
+
+
+@pytest.fixture
+def own_signal_handlers():
+    """main() run in this process installs its StopFlag for SIGINT/SIGTERM: give pytest its handlers back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def chapter_files(script):
+    """Every file in the script's chapter folder (bytecode caches aside), with its size and change time."""
+    folder = (ROOT / script).parent
+    return {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*")
+            if "__pycache__" not in path.parts}

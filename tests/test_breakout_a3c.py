@@ -175,10 +175,11 @@ def test_book_game_presses_fire_after_a_lost_life_and_restarts_the_history(a3c):
     rng = np.random.default_rng(0)
     for _ in range(2000):
         next_states, _, dead, finished = games.step(rng.integers(0, 3, 1))
-        if dead[0] and not finished:
+        if dead[0] and not finished:           # a fresh history: four copies of the frame after FIRE
             frame = next_states[0, :, :, 3]
             assert all(np.array_equal(next_states[0, :, :, i], frame) for i in range(3))
             break
+        np.testing.assert_array_equal(next_states[0, :, :, :3], states[0, :, :, 1:])   # otherwise it moves on
         states = next_states
     else:
         pytest.fail("no life lost in 2000 random steps")

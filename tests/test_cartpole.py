@@ -6,7 +6,7 @@ import signal
 import numpy as np
 import pytest
 
-from conftest import ROOT, interrupt_script, load_module, printed_mean, printed_scores, run_script, truncate_file
+from conftest import ROOT, chapter_files, interrupt_script, load_module, printed_mean, printed_scores, run_script, truncate_file
 
 DQN = "2-cartpole/1-dqn/cartpole_dqn.py"
 A2C = "2-cartpole/2-actor-critic/cartpole_a2c.py"
@@ -22,19 +22,7 @@ def our_stderr_lines(completed):
 
 
 # main() installs the scripts' stop flag (SIGINT and SIGTERM handlers) in this process: put pytest's back.
-@pytest.fixture(autouse=True)
-def restore_signal_handlers():
-    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for number, handler in saved.items():
-        signal.signal(number, handler)
-
-
-def chapter_files(script):
-    """Every file in the script's chapter folder (bytecode caches aside), with its size and change time."""
-    folder = (ROOT / script).parent
-    return {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*")
-            if "__pycache__" not in path.parts}
+pytestmark = pytest.mark.usefixtures("own_signal_handlers")
 
 
 @pytest.fixture(scope="module")

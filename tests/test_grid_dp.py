@@ -310,15 +310,6 @@ def test_a_screen_that_does_not_answer_means_headless_with_a_note(path):
 
 # ---- stopping: Ctrl-C and kill only raise a flag; this chapter saves nothing, so it just exits 130 ----
 
-@pytest.fixture
-def own_signal_handlers():
-    """main() run in this process installs its StopFlag for SIGINT/SIGTERM: give pytest its handlers back."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-
-
 @pytest.mark.parametrize("path", [PI_PATH, VI_PATH])
 def test_a_signal_before_the_values_converge_exits_130_in_one_line(path, monkeypatch, capsys, own_signal_handlers):
     # In this process, so that the signal lands for sure after the handlers are installed and before the

@@ -26,15 +26,6 @@ SHORTEST_AT_LEAST = 3              # of those K: how many must learn the shortes
 NEVER = SimpleNamespace(requested=False)   # a stop flag that is never raised
 
 
-@pytest.fixture
-def own_signal_handlers():
-    """main() run in this process installs its StopFlag for SIGINT/SIGTERM: give pytest its handlers back."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-
-
 def chapter(name):
     script, agent_class, table_name, title = CHAPTERS[name]
     module = load_module(script)
