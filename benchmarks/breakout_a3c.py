@@ -86,13 +86,9 @@ def steady_rate(a3c, save_dir, steps, threads, envs_per_thread, **options):
     start = next((s for s in samples if s[2] >= steps // 4), samples[0] if samples else end)
     wall, cpu, counted = end[0] - start[0], end[1] - start[1], max(end[2] - start[2], 1)
     pieces = {PIECES[name]: 1000 * seconds / counted for name, seconds in piece_cpu.items()}
-    pieces["other (the loop's own Python)"] = 1000 * wall * threads_playing(agent) / counted - sum(pieces.values())
+    pieces["other (the loop's own Python)"] = 1000 * wall * agent.active_threads / counted - sum(pieces.values())
     return {"steps/s": counted / max(wall, 1e-9), "cpu ms/step": 1000 * cpu / counted,
             "cores": cpu / max(wall, 1e-9)}, pieces
-
-
-def threads_playing(agent):
-    return agent.active_threads
 
 
 def emulator_alone(a3c, steps, threads, envs_per_thread):

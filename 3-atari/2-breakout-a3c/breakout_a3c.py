@@ -244,11 +244,11 @@ class A3CAgent:
             print("note: no optimiser state in this file: RMSprop starts its running averages afresh")
         if self.log_path.exists():
             self.scores = read_curve(self.log_path, int(facts.get("episodes", 1 << 62)))
-        if self.scores:
-            self.episode, self.total_steps = self.scores[-1][0], self.scores[-1][1]
-            self.seconds_before = self.scores[-1][5]
-        self.total_steps = int(facts.get("total_steps", self.total_steps))
-        self.seconds_before = float(facts.get("seconds", self.seconds_before))
+        # The weights file's facts count; a file from before they were stored falls back on the curve.
+        episode, total_steps, _, _, _, seconds = self.scores[-1] if self.scores else (0, 0, 0, 0, 0, 0.0)
+        self.episode = episode
+        self.total_steps = int(facts.get("total_steps", total_steps))
+        self.seconds_before = float(facts.get("seconds", seconds))
 
     def seconds(self):
         return self.seconds_before + time.perf_counter() - self.start_time
@@ -538,8 +538,7 @@ def play(model, episodes, preprocessing="book", render=False, seed=None, max_epi
             screen.step(actions)
         steps += 1
         if not finished and steps >= max_episode_steps:    # stuck: count the game as it stands, start anew
-            score = games.score if preprocessing == "book" else float(games.scores[0])
-            finished = [(0, score, steps)]
+            finished = [(0, float(games.scores[0]), steps)]
             print(f"(game {len(scores) + 1} stopped at the {max_episode_steps}-step cap)")
             if screen is None:
                 states = games.reset()
@@ -809,8 +808,6 @@ def main(argv=None):
                      max_grad_norm=args.max_grad_norm, rms_epsilon=args.rms_epsilon, stop=stop)
     if args.load:
         agent.load_model(args.load)
-    for folder in ("save_model", "save_graph", "summary"):
-        ensure_writable(args.save_dir / folder)
     print(f"{args.threads} threads × {args.envs_per_thread} games ({agent.preprocessing} preprocessing), "
           f"t_max {args.t_max}, lr {args.lr}, max grad norm {args.max_grad_norm}", flush=True)
     interrupted = None if stop.requested else agent.train(max_steps=args.max_steps, max_episodes=args.episodes,

@@ -64,7 +64,7 @@ class BookBreakout:
         for _ in range(self.rng.integers(1, NO_OP_MAX + 1)):
             observe, _, _, _, info = self.env.step(FIRE)
         self.observe, self.lives = observe, info["lives"]
-        self.score, self.duration = 0.0, 0
+        self.scores, self.duration = np.zeros(1), 0     # the score so far, as VectorBreakout keeps it
         self.history = self.fresh_history(observe)
         return self.history
 
@@ -80,16 +80,16 @@ class BookBreakout:
         history = np.concatenate([self.history[..., 1:], frame[None, :, :, None]], axis=3)
         dead = info["lives"] < self.lives
         self.lives = info["lives"]
-        self.score += reward
+        self.scores += reward
         self.duration += 1
         if dead and not (terminated or truncated):
             # Relaunch the ball (not a sample: the policy did not choose it); the history starts again.
             self.observe, fire_reward, terminated, truncated, info = self.env.step(FIRE)
-            self.score += fire_reward
+            self.scores += fire_reward
             history = self.fresh_history(self.observe)
         finished = []
         if terminated or truncated:
-            finished.append((0, self.score, self.duration))
+            finished.append((0, float(self.scores[0]), self.duration))
             history = self.reset()
         self.history = history
         return history, np.array([reward], np.float32), np.array([dead or terminated or truncated]), finished
