@@ -29,6 +29,10 @@ What differs from the book's 2017 code, and why:
 - The step count, epsilon and score curve that --load resumes from are stored inside the weights file
   (HDF5 attributes), so one atomic rename writes them together; the shipped weights from before that
   keep them in breakout_dqn_trained.json beside the file, which is still read.
+- `--precision bfloat16` runs the network's maths in bfloat16 (Keras's mixed_bfloat16 policy: the weights,
+  the Q-value layer, the Huber loss and Adam stay float32, so weight files are the same in both precisions).
+  `--precision auto` (the default) uses it only where the hardware makes it faster: a GPU with bfloat16
+  tensor cores or a CPU with AMX; on a CPU with only AVX-512 BF16 it measured slower than float32.
 
 Run:   python 3-atari/1-breakout-dqn/breakout_dqn.py            (days on a CPU; resumable with --load)
 Watch: tensorboard --logdir 3-atari/1-breakout-dqn/summary
@@ -198,7 +202,7 @@ def huber_loss(targets, q_values):
 class DQNAgent:
     def __init__(self, action_size=3, memory_size=MEMORY_SIZE, train_start=TRAIN_START,
                  update_target_rate=UPDATE_TARGET_RATE, exploration_steps=EXPLORATION_STEPS,
-                 learning_rate=LEARNING_RATE):
+                 learning_rate=LEARNING_RATE, precision="float32"):
         # Hyperparameters (the module's constants above; the arguments are what the command line changes).
         self.action_size = action_size
         self.epsilon = EPSILON_START
@@ -212,6 +216,7 @@ class DQNAgent:
         self.learning_rate = learning_rate
         self.no_op_steps = NO_OP_STEPS
         self.global_step = 0     # agent steps taken so far, resumed runs included (4 frames each)
+        self.precision = precision   # the maths of the network: "float32" or "bfloat16" (weights: float32)
 
         self.memory = ReplayMemory(memory_size)
         self.model = self.build_model()
@@ -220,16 +225,19 @@ class DQNAgent:
         self.optimizer.build(self.model.trainable_variables)
         self.update_target_model()
 
-    # The Nature CNN: 3 convolutions, a 512-unit layer, one Q-value per action.
+    # The Nature CNN: 3 convolutions, a 512-unit layer, one Q-value per action. In bfloat16 the hidden
+    # layers compute in bfloat16 on float32 weights; the Q-value layer stays float32 (close Q-values of two
+    # actions must not round to a tie).
     def build_model(self):
+        hidden = dtype_policy(self.precision)
         return keras.Sequential([
             keras.Input((FRAME_SIZE, FRAME_SIZE, HISTORY_LENGTH)),
-            layers.Conv2D(32, 8, strides=4, activation="relu"),
-            layers.Conv2D(64, 4, strides=2, activation="relu"),
-            layers.Conv2D(64, 3, strides=1, activation="relu"),
-            layers.Flatten(),
-            layers.Dense(512, activation="relu"),
-            layers.Dense(self.action_size),
+            layers.Conv2D(32, 8, strides=4, activation="relu", dtype=hidden),
+            layers.Conv2D(64, 4, strides=2, activation="relu", dtype=hidden),
+            layers.Conv2D(64, 3, strides=1, activation="relu", dtype=hidden),
+            layers.Flatten(dtype=hidden),
+            layers.Dense(512, activation="relu", dtype=hidden),
+            layers.Dense(self.action_size, dtype="float32"),
         ])
 
     # Hard update: target <- online. Called every update_target_rate agent steps.
@@ -367,11 +375,12 @@ def play(agent, env, episodes, max_episode_steps=None, seed=None, stop=NEVER):
 
 
 def play_main(load=TRAINED, episodes=PLAY_EPISODES, epsilon=PLAY_EPSILON, max_episode_steps=None,
-              render=False, seed=None):
+              render=False, seed=None, precision="auto"):
     """--play here and play_dqn_model.py: load the weights, play, print the mean score. Writes nothing."""
     stop = StopFlag()
     seed_everything(seed)
-    agent = DQNAgent(memory_size=1)              # playing needs no replay memory
+    precision = announce_precision(precision)
+    agent = DQNAgent(memory_size=1, precision=precision)     # playing needs no replay memory
     load_weights(agent.model, load, f"train them with: python {Path(__file__).name} (weights go to save_model/)")
     agent.epsilon = epsilon
     if render and not display_available():
@@ -548,6 +557,59 @@ def save_graph(path, x, scores, xlabel, title, window=100):
     plt.close(figure)
 
 
+def cpu_flags():
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (an empty set elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def visible_gpus():
+    """[(name, (major, minor) compute capability or None)] for each GPU that TensorFlow sees."""
+    gpus = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        gpus.append((details.get("device_name", gpu.name), details.get("compute_capability")))
+    return gpus
+
+
+def bfloat16_hardware(flags, gpus):
+    """(True, why) where this hardware does bfloat16 matrix maths faster than float32, else (False, why).
+    TensorFlow runs the networks on the first GPU when there is one; otherwise on the CPU."""
+    if gpus:
+        name, capability = gpus[0]
+        if capability is not None and tuple(capability) >= (8, 0):
+            return True, f"the GPU ({name}, compute capability {capability[0]}.{capability[1]}) has bfloat16 tensor cores"
+        return False, f"the GPU ({name}) has no bfloat16 tensor cores (those need compute capability 8.0 or newer)"
+    if "amx_bf16" in flags:
+        return True, "the CPU has AMX bfloat16 units (amx_bf16)"
+    if "avx512_bf16" in flags:
+        return False, ("the CPU has AVX-512 BF16 but no AMX, and there bfloat16 measured slower than float32 "
+                       "(see BENCHMARKS.md)")
+    return False, "the CPU has no bfloat16 units: bfloat16 would be emulated, and slower"
+
+
+def choose_precision(requested, hardware, auto_bfloat16=True):
+    """(precision, why) for `--precision requested` on `hardware` = bfloat16_hardware(...). auto_bfloat16 says
+    whether this chapter's network gains from bfloat16 at all where the hardware has it."""
+    fast, why = hardware
+    if requested != "auto":
+        return requested, f"asked for; {why}"
+    if fast and not auto_bfloat16:
+        return "float32", f"auto: {why}, but this network measured no faster in bfloat16"
+    return ("bfloat16" if fast else "float32"), f"auto: {why}"
+
+
+def dtype_policy(precision):
+    """Keras dtype policy of the hidden layers: bfloat16 maths on float32 weights, or plain float32."""
+    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -612,6 +674,7 @@ def parse_args(argv=None):
     parser.add_argument("--play", action="store_true",
                         help=f"do not train: play save_model/{TRAINED.name} (or --load) with epsilon "
                              f"{PLAY_EPSILON}, as play_dqn_model.py does; writes nothing")
+    add_precision_argument(parser)
     args = parser.parse_args(argv)
     if args.seed is not None and not 0 <= args.seed < 2 ** 32:
         parser.error(f"argument --seed: must be between 0 and 2**32 - 1, got {args.seed}")
@@ -629,11 +692,27 @@ def parse_args(argv=None):
     return args
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def add_precision_argument(parser):
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the network's maths: bfloat16 (weights stay float32) is faster only on a GPU with "
+                             "bfloat16 tensor cores or a CPU with AMX; auto picks it there and float32 elsewhere")
+
+
+def announce_precision(requested):
+    """Decide float32 or bfloat16 for this machine and say which, and why, in the run's first lines."""
+    precision, why = choose_precision(requested, bfloat16_hardware(cpu_flags(), visible_gpus()))
+    print(f"precision: {precision} ({why})", flush=True)
+    return precision
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.play:
         return play_main(args.load or TRAINED, args.episodes or PLAY_EPISODES, PLAY_EPSILON, None,
-                         args.render, args.seed)
+                         args.render, args.seed, args.precision)
     stop = StopFlag()
     if args.render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")
@@ -641,9 +720,10 @@ def main(argv=None):
     print(f"DQN on Breakout: replay memory {args.memory_size:,} frames, training from {args.train_start:,}, "
           f"one minibatch every {args.train_freq} steps, learning rate {args.learning_rate}", flush=True)
     seed_everything(args.seed)
+    precision = announce_precision(args.precision)
     agent = DQNAgent(memory_size=args.memory_size, train_start=args.train_start,
                      update_target_rate=args.target_update, exploration_steps=args.exploration_steps,
-                     learning_rate=args.learning_rate)
+                     learning_rate=args.learning_rate, precision=precision)
 
     # Resume: the weights, then the step count, epsilon and score curve saved with them. All inputs are
     # checked before any folder is made: a run that stops on bad input leaves nothing behind.
