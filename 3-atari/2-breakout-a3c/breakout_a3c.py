@@ -126,17 +126,19 @@ def a3c_losses(policy, value, actions, returns, entropy_beta=ENTROPY_BETA):
 
 
 # ---- the network: the book's shared trunk with a policy head and a value head ----
-def build_model():
+def build_model(precision="float32"):
     """84×84×4 uint8 → /255 → Conv(16, 8×8, 4) → Conv(32, 4×4, 2) → Flatten → Dense(256)
-    → π(a|s): softmax over 3 actions, and V(s): linear."""
+    → π(a|s): softmax over 3 actions, and V(s): linear. With precision "bfloat16" the trunk computes in
+    bfloat16 on float32 weights; the two heads stay float32 (so do the losses and RMSprop)."""
+    hidden = dtype_policy(precision)
     state = keras.Input(shape=STATE_SIZE, dtype="uint8")
-    x = keras.layers.Rescaling(1.0 / 255.0)(state)
-    x = keras.layers.Conv2D(16, 8, strides=4, activation="relu")(x)
-    x = keras.layers.Conv2D(32, 4, strides=2, activation="relu")(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(256, activation="relu")(x)
-    policy = keras.layers.Dense(len(ACTIONS), activation="softmax", name="policy")(x)
-    value = keras.layers.Dense(1, name="value")(x)
+    x = keras.layers.Rescaling(1.0 / 255.0, dtype=hidden)(state)
+    x = keras.layers.Conv2D(16, 8, strides=4, activation="relu", dtype=hidden)(x)
+    x = keras.layers.Conv2D(32, 4, strides=2, activation="relu", dtype=hidden)(x)
+    x = keras.layers.Flatten(dtype=hidden)(x)
+    x = keras.layers.Dense(256, activation="relu", dtype=hidden)(x)
+    policy = keras.layers.Dense(len(ACTIONS), activation="softmax", name="policy", dtype="float32")(x)
+    value = keras.layers.Dense(1, name="value", dtype="float32")(x)
     return keras.Model(state, [policy, value], name="actor_critic")
 
 
@@ -188,7 +190,7 @@ NEVER = type("Never", (), {"requested": False})()   # a stop flag that never sto
 class A3CAgent:
     def __init__(self, threads=THREADS, t_max=T_MAX, learning_rate=LEARNING_RATE, save_dir=HERE,
                  seed=None, verbose=True, active_threads=ACTIVE_THREADS, envs_per_thread=ENVS_PER_THREAD,
-                 max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON, stop=NEVER):
+                 max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON, precision="float32", stop=NEVER):
         # Hyperparameters of the run.
         self.threads = threads
         if active_threads is not None and active_threads < 1:
@@ -203,13 +205,14 @@ class A3CAgent:
         self.max_grad_norm = max_grad_norm
         self.learning_rate = learning_rate
         self.rms_epsilon = rms_epsilon
+        self.precision = precision              # the networks' maths: "float32" or "bfloat16" (weights: float32)
         self.seed = seed
         self.verbose = verbose
         self.stop = stop
 
         # The global network and the one optimiser all threads share (so RMSprop's statistics are shared, as
         # in the paper). Everything Keras builds is built here, in the main thread, before any worker starts.
-        self.model = build_model()
+        self.model = build_model(precision)
         self.optimizer = keras.optimizers.RMSprop(learning_rate=learning_rate, rho=RMS_RHO, epsilon=rms_epsilon)
         self.optimizer.build(self.model.trainable_variables)
 
@@ -364,7 +367,7 @@ class Agent(threading.Thread):
         self.rollouts = 0                     # global updates this thread made
 
         # The local copy θ' and its compiled functions, built here, i.e. in the main thread.
-        self.local_model = build_model()
+        self.local_model = build_model(global_agent.precision)
         self.build_functions()
         self.update_local_model()
 
@@ -688,6 +691,59 @@ def save_graph(path, x, scores, xlabel, title, window=100):
     plt.close(figure)
 
 
+def cpu_flags():
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (an empty set elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def visible_gpus():
+    """[(name, (major, minor) compute capability or None)] for each GPU that TensorFlow sees."""
+    gpus = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        gpus.append((details.get("device_name", gpu.name), details.get("compute_capability")))
+    return gpus
+
+
+def bfloat16_hardware(flags, gpus):
+    """(True, why) where this hardware does bfloat16 matrix maths faster than float32, else (False, why).
+    TensorFlow runs the networks on the first GPU when there is one; otherwise on the CPU."""
+    if gpus:
+        name, capability = gpus[0]
+        if capability is not None and tuple(capability) >= (8, 0):
+            return True, f"the GPU ({name}, compute capability {capability[0]}.{capability[1]}) has bfloat16 tensor cores"
+        return False, f"the GPU ({name}) has no bfloat16 tensor cores (those need compute capability 8.0 or newer)"
+    if "amx_bf16" in flags:
+        return True, "the CPU has AMX bfloat16 units (amx_bf16)"
+    if "avx512_bf16" in flags:
+        return False, ("the CPU has AVX-512 BF16 but no AMX, and there bfloat16 measured slower than float32 "
+                       "(see BENCHMARKS.md)")
+    return False, "the CPU has no bfloat16 units: bfloat16 would be emulated, and slower"
+
+
+def choose_precision(requested, hardware, auto_bfloat16=True):
+    """(precision, why) for `--precision requested` on `hardware` = bfloat16_hardware(...). auto_bfloat16 says
+    whether this chapter's network gains from bfloat16 at all where the hardware has it."""
+    fast, why = hardware
+    if requested != "auto":
+        return requested, f"asked for; {why}"
+    if fast and not auto_bfloat16:
+        return "float32", f"auto: {why}, but this network measured no faster in bfloat16"
+    return ("bfloat16" if fast else "float32"), f"auto: {why}"
+
+
+def dtype_policy(precision):
+    """Keras dtype policy of the hidden layers: bfloat16 maths on float32 weights, or plain float32."""
+    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -754,6 +810,7 @@ def parse_args(argv=None):
                         help=f"do not train: play save_model/{TRAINED.name} (or --load) greedily")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="with --play: show the game (training never renders: threads must not draw)")
+    add_precision_argument(parser)
     args = parser.parse_args(argv)
     for key, value in (FAST if args.fast else book).items():
         if not hasattr(args, key):
@@ -763,6 +820,25 @@ def parse_args(argv=None):
     return args
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+# The A3C network is small: its updates cost little maths and much overhead, so bfloat16 makes them no faster
+# even where the hardware has it (BENCHMARKS.md); auto stays float32 everywhere.
+AUTO_BFLOAT16 = False
+
+
+def add_precision_argument(parser):
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the networks' maths: bfloat16 (weights stay float32) or float32; auto is float32, "
+                             "because this small network measured no faster in bfloat16")
+
+
+def announce_precision(requested):
+    """Decide float32 or bfloat16 and say which, and why, in the run's first lines."""
+    precision, why = choose_precision(requested, bfloat16_hardware(cpu_flags(), visible_gpus()), AUTO_BFLOAT16)
+    print(f"precision: {precision} ({why})", flush=True)
+    return precision
+
+
 def seed_everything(seed):
     if seed is not None:
         random.seed(seed)
@@ -770,14 +846,14 @@ def seed_everything(seed):
         keras.utils.set_random_seed(seed)
 
 
-def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS, sample=False):
+def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS, sample=False, precision="auto"):
     """--play here and play_a3c_model.py: load the weights and play them with their preprocessing."""
     stop = StopFlag()
     seed_everything(seed)
     if render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")
         render = False
-    model = build_model()
+    model = build_model(announce_precision(precision))
     facts = weights_facts(load)
     load_weights(model, load, f"train them with: python {Path(__file__).name}")
     if facts["preprocessing"] not in PREPROCESSINGS:
@@ -797,15 +873,18 @@ def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS,
 def main(argv=None):
     args = parse_args(argv)
     if args.play:
-        return play_main(args.load or TRAINED, args.episodes or 10, args.render, args.seed)
+        return play_main(args.load or TRAINED, args.episodes or 10, args.render, args.seed,
+                         precision=args.precision)
     stop = StopFlag()
     # Seeding, in one place. Each thread draws its actions from its own numpy generator (seed + 1000·index),
     # so the threads do not share random state; thread scheduling still makes runs differ.
     seed_everything(args.seed)
     one_thread_per_kernel()
+    precision = announce_precision(args.precision)
     agent = A3CAgent(threads=args.threads, t_max=args.t_max, learning_rate=args.lr, save_dir=args.save_dir,
                      seed=args.seed, active_threads=args.active_threads, envs_per_thread=args.envs_per_thread,
-                     max_grad_norm=args.max_grad_norm, rms_epsilon=args.rms_epsilon, stop=stop)
+                     max_grad_norm=args.max_grad_norm, rms_epsilon=args.rms_epsilon, precision=precision,
+                     stop=stop)
     if args.load:
         agent.load_model(args.load)
     print(f"{args.threads} threads × {args.envs_per_thread} games ({agent.preprocessing} preprocessing), "
