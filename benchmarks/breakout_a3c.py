@@ -5,9 +5,12 @@
     book default         8 threads × 1 game, one per core playing at a time
     --fast               the preset: 4 threads × 8 games, all playing (and any --also variants)
     Breakout DQN         the DQN's agent steps/s while it trains (for the wall-clock-to-score table)
+    learner update       first, alone: ms of one actor-learner's update (gradients at θ', then RMSprop on θ and
+                         θ' ← θ) and of its acting call, in float32 and in bfloat16 (--precision)
 
     python benchmarks/breakout_a3c.py                     # 30,000 agent steps per row
     python benchmarks/breakout_a3c.py --steps 60000 --also 2 16 --also 3 16 --repeats 3
+    python benchmarks/breakout_a3c.py --update-only      # just the learner update in both precisions
 
 Every A3C row runs the real training (A3CAgent.train, untouched) and measures the steady state: from the moment
 a quarter of the budget is done to the end (model building, the first compilations and the first games'
@@ -118,6 +121,52 @@ def emulator_alone(a3c, steps, threads, envs_per_thread):
     return {"steps/s": done / wall, "cpu ms/step": 1000 * cpu / done, "cores": cpu / wall}
 
 
+def learner_update(a3c, precision, games, t_max, repeats=200):
+    """ms per update and per acting call of one actor-learner (its own compiled functions) on a rollout of
+    t_max × games random screens, in the given precision; the median of `repeats` calls after warming up."""
+    import numpy as np
+    import tensorflow as tf
+    with tempfile.TemporaryDirectory() as save_dir:
+        agent = a3c.A3CAgent(threads=1, envs_per_thread=games, t_max=t_max, save_dir=save_dir, seed=0,
+                             verbose=False, precision=precision)
+        worker = a3c.Agent(agent, 0)
+    rng = np.random.default_rng(0)
+    states = tf.constant(rng.integers(0, 256, (t_max * games, *a3c.STATE_SIZE), dtype=np.uint8))
+    actions = tf.constant(rng.integers(0, len(a3c.ACTIONS), t_max * games, dtype=np.int32))
+    returns = tf.constant(rng.normal(size=t_max * games).astype(np.float32))
+    acting_states = tf.constant(states.numpy()[:games])
+
+    def update():
+        worker.apply_and_sync(worker.compute_gradients(states, actions, returns))
+
+    def act():
+        worker.act(acting_states)[0].numpy()
+    timings = {}
+    for name, call in (("update", update), ("act", act)):
+        for _ in range(10):
+            call()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            seconds.append(time.perf_counter() - start)
+        timings[name] = 1000 * statistics.median(seconds)
+    return timings
+
+
+def precision_table(a3c):
+    """The learner's update and acting call in both precisions, for the book's rollout and --fast's."""
+    fast = a3c.FAST
+    print("| rollout | precision | update ms | acting call ms |")
+    print("|---|---|---:|---:|")
+    for games, t_max, label in ((1, a3c.T_MAX, "book: 1 game"), (fast["envs_per_thread"], fast["t_max"], "--fast")):
+        for precision in ("float32", "bfloat16"):
+            timing = learner_update(a3c, precision, games, t_max)
+            print(f"| {label}, t_max {t_max} ({games * t_max} samples) | {precision} | {timing['update']:.2f} | "
+                  f"{timing['act']:.2f} |", flush=True)
+    print(f"({load_average()})\n")
+
+
 def dqn_training_rate(steps):
     """Breakout DQN agent steps/s while it trains (epsilon 0.1, one minibatch every 4 steps), measured in a
     fresh process (TensorFlow's default thread pools) with the DQN benchmark's timed loop."""
@@ -152,6 +201,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs per row (median kept)")
     parser.add_argument("--dqn-steps", type=int, default=3000, help="DQN training steps timed (0: skip)")
     parser.add_argument("--dqn-only", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--update-only", action="store_true", help="only the learner update in both precisions")
     args = parser.parse_args()
     if args.dqn_only:
         import json
@@ -162,6 +212,9 @@ def main():
     a3c.one_thread_per_kernel()                               # as the trainer does
     fast = a3c.FAST
     print(f"{os.cpu_count()} CPUs, {a3c.usable_cores()} usable; before: {load_average()}")
+    precision_table(a3c)
+    if args.update_only:
+        return
     rows = [("1 thread × 1 game (book)", dict(threads=1, envs_per_thread=1)),
             (f"{a3c.THREADS} threads × 1 game (book default)", dict(threads=a3c.THREADS, envs_per_thread=1))]
     fast_options = dict(t_max=fast["t_max"], learning_rate=fast["lr"], max_grad_norm=fast["max_grad_norm"],

@@ -2,6 +2,7 @@
 
     python benchmarks/breakout_dqn.py                   # 2000 agent steps per phase, seed 0
     python benchmarks/breakout_dqn.py --steps 5000 --skip-memory
+    python benchmarks/breakout_dqn.py --precisions float32 bfloat16 --skip-memory   # phases 2-3 in each precision
 
 1. env only: ALE Breakout steps/s with random actions (no preprocessing, no agent), the ceiling.
 2. before training: the training loop's agent steps/s while the replay memory fills (random actions,
@@ -11,6 +12,8 @@
    preprocessing, acting (the compiled forward pass), replay sampling, training (the compiled gradient
    step) and the rest (memory writes, histories, Python glue). Target: everything that is not the
    network's own forward/backward maths <= 25 % of the wall time.
+   With several --precisions, phases 2 and 3 run once per precision (the network's maths in float32 or
+   bfloat16, the chapter's --precision), one after the other in this process, and a table compares them.
 4. peak memory: a fresh process fills a full 400,000-frame replay memory with real frames, trains and
    acts a little, and reports its peak resident size (ru_maxrss). Target <= 3.5 GB.
 
@@ -106,12 +109,13 @@ def run_loop(dqn, agent, env, steps, train_freq, timers, seed=None):
     return wall, cpu
 
 
-def throughput(dqn, steps, train_freq, seed):
+def throughput(dqn, steps, train_freq, seed, precision="float32"):
+    """Phases 2 and 3 in one precision; returns the training phase's agent steps/s and its timers."""
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
     env = dqn.make_env()
-    agent = dqn.DQNAgent(memory_size=max(4 * steps, 10_000), train_start=10 * steps)
+    agent = dqn.DQNAgent(memory_size=max(4 * steps, 10_000), train_start=10 * steps, precision=precision)
     agent.epsilon = 1.0
     before = Timers()
     wall, cpu = run_loop(dqn, agent, env, steps, train_freq, before, seed=seed)
@@ -130,6 +134,19 @@ def throughput(dqn, steps, train_freq, seed):
         print(f"    {name:40s} {1000 * seconds / steps:7.3f} ms  {100 * seconds / total:5.1f} %")
     network = sum(timers.seconds[k] for k in timers.seconds if "network" in k)
     print(f"  not the network's maths: {100 * (total - network) / total:.1f} % of the wall time (target <= 25 %)")
+    env.close()
+    return steps / wall, timers
+
+
+def compare_precisions(results, steps):
+    """One table: agent steps/s while training and the network's two pieces, per precision."""
+    base = results[0][1]
+    print("\n  | precision | agent steps/s while training | vs float32 | training ms/step | acting ms/step |")
+    print("  |---|---:|---:|---:|---:|")
+    for precision, rate, timers in results:
+        train_ms = 1000 * timers.seconds.get("training (network forward+backward)", 0.0) / steps
+        act_ms = 1000 * timers.seconds.get("acting (network forward)", 0.0) / steps
+        print(f"  | {precision} | {rate:.0f} | {rate / base:.2f}x | {train_ms:.2f} | {act_ms:.2f} |")
 
 
 def peak_memory(memory_size, train_steps):
@@ -169,6 +186,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-size", type=int, default=400_000, help="frames for the peak-memory run")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the peak-memory run")
+    parser.add_argument("--precisions", nargs="+", choices=("float32", "bfloat16"), default=["float32"],
+                        help="run phases 2 and 3 in each of these (the chapter's --precision)")
     parser.add_argument("--peak-memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_memory_child:
@@ -178,7 +197,13 @@ def main():
     print(f"Breakout DQN benchmark ({os.cpu_count()} CPUs, {load_average()})")
     dqn = load_dqn()
     print(f"  env only:        {env_only(dqn, args.steps, args.seed):8.0f} env steps/s (random actions)")
-    throughput(dqn, args.steps, args.train_freq, args.seed)
+    results = []
+    for precision in args.precisions:
+        print(f"\n  precision {precision}:")
+        rate, timers = throughput(dqn, args.steps, args.train_freq, args.seed, precision)
+        results.append((precision, rate, timers))
+    if len(results) > 1:
+        compare_precisions(results, args.steps)
     if not args.skip_memory:
         print()
         child = subprocess.run([sys.executable, __file__, "--peak-memory-child",
