@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import tkinter as tk
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))              # import this chapter's own environment.py
-from environment import Env, GraphicDisplay  # noqa: E402
+from environment import GOAL, TRIANGLES, Env, GraphicDisplay  # noqa: E402
 
 DISCOUNT_FACTOR = 0.9
 TIE_TOLERANCE = 1e-9                       # action values closer than this count as a tie
@@ -127,6 +128,29 @@ def format_policy(env, best_actions_of):
     return "\n".join(rows)
 
 
+def greedy_path(env, best_actions_of):
+    """From the top-left cell, always the first best action, until the goal or a cell seen before (a policy
+    that comes back to a cell would loop for ever). Cells are [row, col]."""
+    state, path = [0, 0], [[0, 0]]
+    while not env.is_terminal(state):
+        state = env.state_after_action(state, best_actions_of(state)[0])
+        if state in path:
+            return path + [state], "loops"
+        path.append(state)
+    return path, f"reaches the circle in {len(path) - 1} moves"
+
+
+def show_greedy_path(env, best_actions_of, record):
+    """Print the greedy path; with --record, also save it as an animated GIF (drawn without a window)."""
+    path, ending = greedy_path(env, best_actions_of)
+    print("greedy path from the start (row, col): " + " -> ".join(f"({row}, {col})" for row, col in path)
+          + f": {ending}")
+    if record is not None:
+        cells = [[col, row] for row, col in path]                   # the picture takes [x, y]
+        write_gif(record, grid_animation(cells, GOAL[::-1], [[cell[::-1] for cell in TRIANGLES]] * len(cells)),
+                  seconds_per_frame=0.1)
+
+
 # Tk's mainloop waits inside Tcl, where Python's signal handlers do not run until some event comes: a timer
 # every 100 ms lets them run, and closes the window once Ctrl-C or kill has raised the stop flag.
 def close_on_stop(window, stop, every_ms=100):
@@ -160,6 +184,89 @@ def display_available():
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+
+def atomic_write(path, write):
+    """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_writable(folder):
+    """Fail before training, in one line, if artefacts could not be saved."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        sys.exit(f"error: cannot write to {folder}: {error.strerror}")
+
+
+def gif_path(text):
+    """--record FILE.gif: a path ending in .gif (the folder is made, and checked, before the run starts)."""
+    path = Path(text)
+    if path.suffix.lower() != ".gif":
+        raise argparse.ArgumentTypeError(f"must be a file name ending in .gif, got {text!r}")
+    return path
+
+
+def write_gif(path, frames, seconds_per_frame, width=None, max_frames=400):
+    """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
+    recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
+    `max_frames`; frames wider than `width` pixels are shrunk; each frame gets a palette of its own colours."""
+    from PIL import Image                               # Pillow comes with matplotlib
+    step = max(1, -(-len(frames) // max_frames))
+    images = []
+    for frame in frames[::step]:
+        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        if width is not None and image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.BILINEAR)
+        images.append(image.convert("RGB").quantize(colors=64))
+    duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=duration, loop=0, optimize=True))
+    print(f"recorded {len(images)} frames to {path}")
+
+
+def grid_picture(agent, goal, triangles, columns=5, rows=5, unit=60):
+    """The grid world drawn with Pillow from [x, y] cells, no window needed (what --record saves): the agent a
+    red square, the goal a yellow circle, the triangles blue, on white cells with black lines, as in the window."""
+    from PIL import Image, ImageDraw
+    image = Image.new("RGB", (columns * unit + 1, rows * unit + 1), "white")
+    draw = ImageDraw.Draw(image)
+    for line in range(columns + 1):
+        draw.line([(line * unit, 0), (line * unit, rows * unit)], fill="black")
+    for line in range(rows + 1):
+        draw.line([(0, line * unit), (columns * unit, line * unit)], fill="black")
+    for x, y in triangles:
+        left, top = x * unit, y * unit
+        draw.polygon([(left + unit / 2, top + unit / 5), (left + unit / 5, top + 4 * unit / 5),
+                      (left + 4 * unit / 5, top + 4 * unit / 5)], fill="#3c8dbc", outline="black")
+    x, y = goal
+    draw.ellipse([x * unit + unit / 5, y * unit + unit / 5, (x + 1) * unit - unit / 5, (y + 1) * unit - unit / 5],
+                 fill="#f0c419", outline="black")
+    x, y = agent
+    draw.rectangle([x * unit + unit / 4, y * unit + unit / 4, (x + 1) * unit - unit / 4, (y + 1) * unit - unit / 4],
+                   fill="#e74c3c", outline="black")
+    return image
+
+
+def grid_animation(cells, goal, triangles, per_move=4):
+    """Frames of a walk through the grid world: the agent at cells[i] and the triangles at triangles[i] after
+    step i, sliding from one step to the next in `per_move` frames, then resting on the last step a moment."""
+    def between(a, b, share):
+        return [a[0] + share * (b[0] - a[0]), a[1] + share * (b[1] - a[1])]
+    frames = []
+    for i in range(len(cells) - 1):
+        for part in range(per_move):
+            shapes = [between(a, b, part / per_move) for a, b in zip(triangles[i], triangles[i + 1])]
+            frames.append(grid_picture(between(cells[i], cells[i + 1], part / per_move), goal, shapes))
+    return frames + [grid_picture(cells[-1], goal, triangles[-1])] * (2 * per_move)
+
+
 # ---- the command line and the run ----
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -168,6 +275,9 @@ def parse_args(argv=None):
                         help="open the book's window; None: when a display is available")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for the sampled moves; None: a different run every time")
+    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
+                        help="at the end, save the greedy path from the start as an animated GIF (after the window "
+                             "closes: of the policy as it stands then)")
     return parser.parse_args(argv)
 
 
@@ -180,6 +290,8 @@ def main(argv=None):
         random.seed(args.seed)
         np.random.seed(args.seed)
 
+    if args.record is not None:
+        ensure_writable(args.record.parent.resolve())
     render = args.render is not False
     if render and not display_available():
         print("no display found: running headless (the window needs a display)")
@@ -197,6 +309,8 @@ def main(argv=None):
         print("window open: Evaluate / Improve / move / reset; close it (or Ctrl-C) to quit")
         close_on_stop(window, stop)
         window.mainloop()
+        if args.record is not None and not stop.requested:
+            show_greedy_path(env, lambda s: [a for a, p in enumerate(policy_iteration.get_policy(s)) if p > 0], args.record)
     else:
         rounds = solve(policy_iteration, stop)
         if rounds is not None:
@@ -205,6 +319,7 @@ def main(argv=None):
             print(format_values(policy_iteration.value_table))
             print("policy:")
             print(format_policy(env, lambda s: [a for a, p in enumerate(policy_iteration.get_policy(s)) if p > 0]))
+            show_greedy_path(env, lambda s: [a for a, p in enumerate(policy_iteration.get_policy(s)) if p > 0], args.record)
     if stop.requested:
         print("interrupted: nothing saved (this chapter saves nothing)", file=sys.stderr)
         sys.exit(130)

@@ -36,7 +36,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
 sys.path.insert(0, str(HERE))               # this folder's environment.py
-from environment import ACTIONS, HEIGHT, RENDER_DELAY, START, WIDTH, Env  # noqa: E402
+from environment import ACTIONS, GOAL, HEIGHT, RENDER_DELAY, START, TRIANGLES, WIDTH, Env  # noqa: E402
 
 # ---- hyperparameters (the book's values) ----
 EPISODES = 1000
@@ -147,6 +147,68 @@ def display_available():
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def gif_path(text):
+    """--record FILE.gif: a path ending in .gif (the folder is made, and checked, before the run starts)."""
+    path = Path(text)
+    if path.suffix.lower() != ".gif":
+        raise argparse.ArgumentTypeError(f"must be a file name ending in .gif, got {text!r}")
+    return path
+
+
+def write_gif(path, frames, seconds_per_frame, width=None, max_frames=400):
+    """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
+    recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
+    `max_frames`; frames wider than `width` pixels are shrunk; each frame gets a palette of its own colours."""
+    from PIL import Image                               # Pillow comes with matplotlib
+    step = max(1, -(-len(frames) // max_frames))
+    images = []
+    for frame in frames[::step]:
+        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        if width is not None and image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.BILINEAR)
+        images.append(image.convert("RGB").quantize(colors=64))
+    duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=duration, loop=0, optimize=True))
+    print(f"recorded {len(images)} frames to {path}")
+
+
+def grid_picture(agent, goal, triangles, columns=5, rows=5, unit=60):
+    """The grid world drawn with Pillow from [x, y] cells, no window needed (what --record saves): the agent a
+    red square, the goal a yellow circle, the triangles blue, on white cells with black lines, as in the window."""
+    from PIL import Image, ImageDraw
+    image = Image.new("RGB", (columns * unit + 1, rows * unit + 1), "white")
+    draw = ImageDraw.Draw(image)
+    for line in range(columns + 1):
+        draw.line([(line * unit, 0), (line * unit, rows * unit)], fill="black")
+    for line in range(rows + 1):
+        draw.line([(0, line * unit), (columns * unit, line * unit)], fill="black")
+    for x, y in triangles:
+        left, top = x * unit, y * unit
+        draw.polygon([(left + unit / 2, top + unit / 5), (left + unit / 5, top + 4 * unit / 5),
+                      (left + 4 * unit / 5, top + 4 * unit / 5)], fill="#3c8dbc", outline="black")
+    x, y = goal
+    draw.ellipse([x * unit + unit / 5, y * unit + unit / 5, (x + 1) * unit - unit / 5, (y + 1) * unit - unit / 5],
+                 fill="#f0c419", outline="black")
+    x, y = agent
+    draw.rectangle([x * unit + unit / 4, y * unit + unit / 4, (x + 1) * unit - unit / 4, (y + 1) * unit - unit / 4],
+                   fill="#e74c3c", outline="black")
+    return image
+
+
+def grid_animation(cells, goal, triangles, per_move=4):
+    """Frames of a walk through the grid world: the agent at cells[i] and the triangles at triangles[i] after
+    step i, sliding from one step to the next in `per_move` frames, then resting on the last step a moment."""
+    def between(a, b, share):
+        return [a[0] + share * (b[0] - a[0]), a[1] + share * (b[1] - a[1])]
+    frames = []
+    for i in range(len(cells) - 1):
+        for part in range(per_move):
+            shapes = [between(a, b, part / per_move) for a, b in zip(triangles[i], triangles[i + 1])]
+            frames.append(grid_picture(between(cells[i], cells[i + 1], part / per_move), goal, shapes))
+    return frames + [grid_picture(cells[-1], goal, triangles[-1])] * (2 * per_move)
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -191,6 +253,8 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=probability, default=LEARNING_RATE, help="step size alpha")
     parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
     parser.add_argument("--epsilon", type=probability, default=EPSILON, help="probability of a random action")
+    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
+                        help="after the run, save the greedy path from the start as an animated GIF (no window needed)")
     return parser.parse_args(argv)
 
 
@@ -223,6 +287,8 @@ def main(argv=None):
         print("no display found: running headless (pass --render on a machine with a display)")
         render = False
     ensure_writable(save_path.parent)
+    if args.record is not None:
+        ensure_writable(args.record.parent.resolve())
 
     if args.seed is not None:                   # seeding: one visible block
         random.seed(args.seed)
@@ -247,6 +313,8 @@ def main(argv=None):
     path, ending = greedy_path(agent.q_table, env)
     print("greedy path from the start (row, col): "
           + " -> ".join(f"({y}, {x})" for x, y in path) + f": {ending}")
+    if args.record is not None:
+        write_gif(args.record, grid_animation(path, GOAL, [TRIANGLES] * len(path)), seconds_per_frame=0.1)
 
 
 if __name__ == "__main__":

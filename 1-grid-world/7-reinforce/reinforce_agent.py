@@ -48,7 +48,7 @@ import tensorflow as tf  # noqa: E402
 
 HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
 sys.path.insert(0, str(HERE))               # this folder's environment.py
-from environment import ACTIONS, MAX_STEPS, RENDER_DELAY, STATE_SIZE, Env  # noqa: E402
+from environment import ACTIONS, GOAL, MAX_STEPS, RENDER_DELAY, STATE_SIZE, Env  # noqa: E402
 
 NAME = "reinforce"
 TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"     # the shipped weights, played by --play
@@ -247,6 +247,68 @@ def save_graph(path, x, scores, xlabel, title, window=100):
     plt.close(figure)
 
 
+def gif_path(text):
+    """--record FILE.gif: a path ending in .gif (the folder is made, and checked, before the run starts)."""
+    path = Path(text)
+    if path.suffix.lower() != ".gif":
+        raise argparse.ArgumentTypeError(f"must be a file name ending in .gif, got {text!r}")
+    return path
+
+
+def write_gif(path, frames, seconds_per_frame, width=None, max_frames=400):
+    """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
+    recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
+    `max_frames`; frames wider than `width` pixels are shrunk; each frame gets a palette of its own colours."""
+    from PIL import Image                               # Pillow comes with matplotlib
+    step = max(1, -(-len(frames) // max_frames))
+    images = []
+    for frame in frames[::step]:
+        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        if width is not None and image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.BILINEAR)
+        images.append(image.convert("RGB").quantize(colors=64))
+    duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=duration, loop=0, optimize=True))
+    print(f"recorded {len(images)} frames to {path}")
+
+
+def grid_picture(agent, goal, triangles, columns=5, rows=5, unit=60):
+    """The grid world drawn with Pillow from [x, y] cells, no window needed (what --record saves): the agent a
+    red square, the goal a yellow circle, the triangles blue, on white cells with black lines, as in the window."""
+    from PIL import Image, ImageDraw
+    image = Image.new("RGB", (columns * unit + 1, rows * unit + 1), "white")
+    draw = ImageDraw.Draw(image)
+    for line in range(columns + 1):
+        draw.line([(line * unit, 0), (line * unit, rows * unit)], fill="black")
+    for line in range(rows + 1):
+        draw.line([(0, line * unit), (columns * unit, line * unit)], fill="black")
+    for x, y in triangles:
+        left, top = x * unit, y * unit
+        draw.polygon([(left + unit / 2, top + unit / 5), (left + unit / 5, top + 4 * unit / 5),
+                      (left + 4 * unit / 5, top + 4 * unit / 5)], fill="#3c8dbc", outline="black")
+    x, y = goal
+    draw.ellipse([x * unit + unit / 5, y * unit + unit / 5, (x + 1) * unit - unit / 5, (y + 1) * unit - unit / 5],
+                 fill="#f0c419", outline="black")
+    x, y = agent
+    draw.rectangle([x * unit + unit / 4, y * unit + unit / 4, (x + 1) * unit - unit / 4, (y + 1) * unit - unit / 4],
+                   fill="#e74c3c", outline="black")
+    return image
+
+
+def grid_animation(cells, goal, triangles, per_move=4):
+    """Frames of a walk through the grid world: the agent at cells[i] and the triangles at triangles[i] after
+    step i, sliding from one step to the next in `per_move` frames, then resting on the last step a moment."""
+    def between(a, b, share):
+        return [a[0] + share * (b[0] - a[0]), a[1] + share * (b[1] - a[1])]
+    frames = []
+    for i in range(len(cells) - 1):
+        for part in range(per_move):
+            shapes = [between(a, b, part / per_move) for a, b in zip(triangles[i], triangles[i + 1])]
+            frames.append(grid_picture(between(cells[i], cells[i + 1], part / per_move), goal, shapes))
+    return frames + [grid_picture(cells[-1], goal, triangles[-1])] * (2 * per_move)
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -308,31 +370,44 @@ def parse_args(argv=None):
                              f"(None: train from scratch; --play plays save_model/{TRAINED.name})")
     parser.add_argument("--play", action="store_true",
                         help="no training: play greedily with --load or the shipped weights; writes nothing")
+    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
+                        help="with --play: save the episodes played as an animated GIF (no window needed)")
     parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS, metavar="N",
                         help="episode cap in steps, a time limit, not a terminal state")
     parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
     parser.add_argument("--learning-rate", type=positive_float, default=LEARNING_RATE, help="Adam step size")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.record is not None and not args.play:
+        parser.error("argument --record: records what --play plays; add --play")
+    return args
 
 
 # ---- playing: the trained policy, greedily (the most probable action), no learning ----
 # The world has no randomness and greedy play none either, so every episode here is the same one.
 # Returns the scores of the games played to the end and how many reached the goal.
-def play(env, agent, episodes, stop):
+def play(env, agent, episodes, stop, walk=None):
     scores, reached = [], 0
     for episode in range(1, episodes + 1):
         state = env.reset()
         score, done = 0.0, False
+        remember(walk, env)
         while not (done or env.truncated):
             if stop.requested:                    # Ctrl-C or kill: stop between two steps
                 return scores, reached
             state, reward, done = env.step(int(np.argmax(agent.policy(state))))
             score += reward
+            remember(walk, env)
         scores.append(score)
         reached += done
         print(f"episode: {episode} | score: {score:.1f} | steps: {env.counter} | "
               f"{'goal reached' if done else 'step cap hit'}")
     return scores, reached
+
+
+# --record: the agent's cell and the triangles' cells after every step, for grid_animation.
+def remember(walk, env):
+    if walk is not None:
+        walk.append((list(env.agent), [[x, y] for x, y, _ in env.obstacles]))
 
 
 # ---- training: the book's loop ----
@@ -377,8 +452,14 @@ def main(argv=None):
     env = make_env(args.render is not False, args.render_delay, args.max_steps)
 
     if args.play:
-        scores, reached = play(env, agent, args.episodes or PLAY_EPISODES, stop)
+        if args.record is not None:
+            ensure_writable(args.record.parent.resolve())
+        walk = None if args.record is None else []
+        scores, reached = play(env, agent, args.episodes or PLAY_EPISODES, stop, walk)
         env.close()
+        if walk:
+            write_gif(args.record, grid_animation([cell for cell, _ in walk], GOAL, [shapes for _, shapes in walk],
+                                                  per_move=2), seconds_per_frame=0.07)
         if stop.requested:
             print("interrupted")
         if scores:

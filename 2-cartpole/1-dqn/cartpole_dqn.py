@@ -208,7 +208,13 @@ class DQNAgent:
 
 
 # CartPole-v1; with --render the gymnasium window, or a one-line note and headless if it cannot open.
-def make_env(render):
+def make_env(render, record=False):
+    if record:                            # --record draws every frame off-screen; no window then
+        if render:
+            print("recording: the frames are drawn off-screen, so no window opens")
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")     # pygame draws in memory: no screen, no sound
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+        return gym.make("CartPole-v1", render_mode="rgb_array")
     if render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")
         render = False
@@ -309,6 +315,38 @@ def save_graph(path, x, scores, xlabel, title, window=100):
     plt.close(figure)
 
 
+def gif_path(text):
+    """--record FILE.gif: a path ending in .gif (the folder is made, and checked, before the run starts)."""
+    path = Path(text)
+    if path.suffix.lower() != ".gif":
+        raise argparse.ArgumentTypeError(f"must be a file name ending in .gif, got {text!r}")
+    return path
+
+
+def half_size(frame):
+    """An H×W×3 frame at half its height and width, each pixel the mean of four (thin lines stay visible)."""
+    frame = frame[:frame.shape[0] // 2 * 2, :frame.shape[1] // 2 * 2].astype(np.uint16)
+    return ((frame[0::2, 0::2] + frame[1::2, 0::2] + frame[0::2, 1::2] + frame[1::2, 1::2]) // 4).astype(np.uint8)
+
+
+def write_gif(path, frames, seconds_per_frame, width=None, max_frames=400):
+    """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
+    recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
+    `max_frames`; frames wider than `width` pixels are shrunk; each frame gets a palette of its own colours."""
+    from PIL import Image                               # Pillow comes with matplotlib
+    step = max(1, -(-len(frames) // max_frames))
+    images = []
+    for frame in frames[::step]:
+        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        if width is not None and image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.BILINEAR)
+        images.append(image.convert("RGB").quantize(colors=64))
+    duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=duration, loop=0, optimize=True))
+    print(f"recorded {len(images)} frames to {path}")
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -343,22 +381,31 @@ def parse_args(argv=None):
                              f"--play plays save_model/{TRAINED.name})")
     parser.add_argument("--play", action="store_true",
                         help="play greedily without training, with --load or the shipped weights; writes nothing")
-    return parser.parse_args(argv)
+    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
+                        help="with --play: save the episodes played as an animated GIF (no window needed)")
+    args = parser.parse_args(argv)
+    if args.record is not None and not args.play:
+        parser.error("argument --record: records what --play plays; add --play")
+    return args
 
 
 # ---- playing: the trained network, greedily (argmax Q), no learning ----
 # Returns the scores of the games played to the end (Ctrl-C or kill stops between two steps).
-def play(env, agent, episodes, seed, stop):
+def play(env, agent, episodes, seed, stop, frames=None):
     scores = []
     for e in range(1, episodes + 1):
         state, _ = env.reset(seed=seed if e == 1 else None)
         score, done = 0, False
+        if frames is not None:
+            frames.append(half_size(env.render()))          # 300 x 200 pixels
         while not done:
             if stop.requested:
                 return scores
             state, reward, terminated, truncated, _ = env.step(agent.get_greedy_action(state))
             score += reward
             done = terminated or truncated
+            if frames is not None:
+                frames.append(half_size(env.render()))
         scores.append(score)
         print(f"episode: {e} | score: {score:.1f}")
     return scores
@@ -376,9 +423,14 @@ def main(argv=None):
 
     if args.play:
         agent.load(args.load or TRAINED)
-        env = make_env(args.render)
-        scores = play(env, agent, args.episodes or PLAY_EPISODES, args.seed, stop)
+        if args.record is not None:
+            ensure_writable(args.record.parent.resolve())
+        env = make_env(args.render, args.record is not None)
+        frames = None if args.record is None else []
+        scores = play(env, agent, args.episodes or PLAY_EPISODES, args.seed, stop, frames)
         env.close()
+        if frames:
+            write_gif(args.record, frames, seconds_per_frame=0.02)     # CartPole runs at 50 steps a second
         if stop.requested:
             print("interrupted")
         if scores:

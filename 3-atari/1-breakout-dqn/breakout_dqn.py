@@ -87,11 +87,12 @@ PLAY_EPISODES = 10              # watching: games to play
 PLAY_EPSILON = 0.01             # watching: a little randomness, as in the book's play_dqn_model.py
 
 
-def make_env(render=False):
-    """Breakout with the book's BreakoutDeterministic-v4 settings: 4 frames per step, no sticky actions."""
+def make_env(render=False, record=False):
+    """Breakout with the book's BreakoutDeterministic-v4 settings: 4 frames per step, no sticky actions.
+    record=True keeps the colour screen for env.render() (--record) instead of opening a window."""
     gymnasium.register_envs(ale_py)
     return gymnasium.make("ALE/Breakout-v5", frameskip=4, repeat_action_probability=0.0,
-                          render_mode="human" if render else None)
+                          render_mode="rgb_array" if record else "human" if render else None)
 
 
 # 210x160 RGB screen -> 84x84 grey uint8 (the network divides by 255 itself).
@@ -347,9 +348,10 @@ def stopped_before_training():
 
 
 # ---- watching: the book's play_dqn_model.py (that script calls play_main) ----
-def play(agent, env, episodes, max_episode_steps=None, seed=None, stop=NEVER):
+def play(agent, env, episodes, max_episode_steps=None, seed=None, stop=NEVER, frames=None):
     """Play `episodes` games with the agent's epsilon, learning nothing; FIRE relaunches the ball after a
-    lost life. Prints one line a game and returns the scores (a game cut short by a stop is not counted)."""
+    lost life. Prints one line a game and returns the scores (a game cut short by a stop is not counted).
+    `frames`, when given, receives the colour screen after every step (--record)."""
     scores = []
     for episode in range(1, episodes + 1):
         if stop.requested:
@@ -361,6 +363,8 @@ def play(agent, env, episodes, max_episode_steps=None, seed=None, stop=NEVER):
             step += 1
             action = FIRE if dead else agent.get_action(history)[0]
             observe, reward, terminated, truncated, info = env.step(ALE_ACTION[action])
+            if frames is not None:
+                frames.append(env.render())
             done = terminated or truncated or (max_episode_steps is not None and step >= max_episode_steps)
             next_state = pre_processing(observe)
             dead = info["lives"] < lives
@@ -375,9 +379,12 @@ def play(agent, env, episodes, max_episode_steps=None, seed=None, stop=NEVER):
 
 
 def play_main(load=TRAINED, episodes=PLAY_EPISODES, epsilon=PLAY_EPSILON, max_episode_steps=None,
-              render=False, seed=None, precision="auto"):
-    """--play here and play_dqn_model.py: load the weights, play, print the mean score. Writes nothing."""
+              render=False, seed=None, precision="auto", record=None):
+    """--play here and play_dqn_model.py: load the weights, play, print the mean score. Writes nothing but,
+    with `record` (a .gif path), the games' colour screens as an animated GIF."""
     stop = StopFlag()
+    if record is not None:
+        ensure_writable(record.parent.resolve())
     seed_everything(seed)
     precision = announce_precision(precision)
     agent = DQNAgent(memory_size=1, precision=precision)     # playing needs no replay memory
@@ -386,9 +393,14 @@ def play_main(load=TRAINED, episodes=PLAY_EPISODES, epsilon=PLAY_EPSILON, max_ep
     if render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")
         render = False
-    env = make_env(render)
-    scores = play(agent, env, episodes, max_episode_steps, seed, stop)
+    if render and record is not None:
+        print("recording: the screen is kept for the GIF, so no window opens")
+    env = make_env(render, record is not None)
+    frames = None if record is None else []
+    scores = play(agent, env, episodes, max_episode_steps, seed, stop, frames)
     env.close()
+    if frames:
+        write_gif(record, frames, seconds_per_frame=4 / 60)            # an agent step is 4 frames at 60 Hz
     if stop.requested:
         print("interrupted")
         if not scores:
@@ -610,6 +622,32 @@ def dtype_policy(precision):
     return "mixed_bfloat16" if precision == "bfloat16" else "float32"
 
 
+def gif_path(text):
+    """--record FILE.gif: a path ending in .gif (the folder is made, and checked, before the run starts)."""
+    path = Path(text)
+    if path.suffix.lower() != ".gif":
+        raise argparse.ArgumentTypeError(f"must be a file name ending in .gif, got {text!r}")
+    return path
+
+
+def write_gif(path, frames, seconds_per_frame, width=None, max_frames=400):
+    """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
+    recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
+    `max_frames`; frames wider than `width` pixels are shrunk; each frame gets a palette of its own colours."""
+    from PIL import Image                               # Pillow comes with matplotlib
+    step = max(1, -(-len(frames) // max_frames))
+    images = []
+    for frame in frames[::step]:
+        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        if width is not None and image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.BILINEAR)
+        images.append(image.convert("RGB").quantize(colors=64))
+    duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=duration, loop=0, optimize=True))
+    print(f"recorded {len(images)} frames to {path}")
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -675,7 +713,10 @@ def parse_args(argv=None):
                         help=f"do not train: play save_model/{TRAINED.name} (or --load) with epsilon "
                              f"{PLAY_EPSILON}, as play_dqn_model.py does; writes nothing")
     add_precision_argument(parser)
+    add_record_argument(parser)
     args = parser.parse_args(argv)
+    if args.record is not None and not args.play:
+        parser.error("argument --record: records what --play plays; add --play")
     if args.seed is not None and not 0 <= args.seed < 2 ** 32:
         parser.error(f"argument --seed: must be between 0 and 2**32 - 1, got {args.seed}")
     # Sizes that would hang or never train: sample() needs a minibatch's worth of usable transitions.
@@ -695,6 +736,12 @@ def parse_args(argv=None):
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+def add_record_argument(parser):
+    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
+                        help="save the games played as an animated GIF, in colour (no window needed; "
+                             "--episodes 1 keeps it short)")
+
+
 def add_precision_argument(parser):
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="the network's maths: bfloat16 (weights stay float32) is faster only on a GPU with "
@@ -712,7 +759,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.play:
         return play_main(args.load or TRAINED, args.episodes or PLAY_EPISODES, PLAY_EPSILON, None,
-                         args.render, args.seed, args.precision)
+                         args.render, args.seed, args.precision, args.record)
     stop = StopFlag()
     if args.render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # this folder's breakout_dqn.py
 
-from breakout_dqn import (PLAY_EPISODES, PLAY_EPSILON, TRAINED, add_precision_argument, play_main, positive_int,
-                          probability)
+from breakout_dqn import (PLAY_EPISODES, PLAY_EPSILON, TRAINED, add_precision_argument, add_record_argument,
+                          play_main, positive_int, probability)
 
 
 def parse_args(argv=None):
@@ -29,6 +29,7 @@ def parse_args(argv=None):
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="show the game window")
     add_precision_argument(parser)
+    add_record_argument(parser)
     args = parser.parse_args(argv)
     if args.seed is not None and not 0 <= args.seed < 2 ** 32:
         parser.error(f"argument --seed: must be between 0 and 2**32 - 1, got {args.seed}")
@@ -37,7 +38,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    play_main(args.load, args.episodes, args.epsilon, args.max_episode_steps, args.render, args.seed, args.precision)
+    play_main(args.load, args.episodes, args.epsilon, args.max_episode_steps, args.render, args.seed, args.precision,
+              args.record)
 
 
 if __name__ == "__main__":

@@ -513,19 +513,21 @@ class Agent(threading.Thread):
 
 # ---- watching: play the trained agent greedily, with the preprocessing it was trained with ----
 def play(model, episodes, preprocessing="book", render=False, seed=None, max_episode_steps=MAX_EPISODE_STEPS,
-         sample=False, stop=NEVER):
+         sample=False, stop=NEVER, frames=None):
     """Play `episodes` games with argmax_a π(a|s) (or a ~ π with sample=True); print one line a game and
-    return the scores (the real game score over all five lives)."""
+    return the scores (the real game score over all five lives). `frames`, when given, receives the colour
+    screen after every step (--record)."""
     rng = np.random.default_rng(seed)
     policy_of = tf.function(lambda states: model(states, training=False)[0],
                             input_signature=[tf.TensorSpec((None, *STATE_SIZE), tf.uint8)])
     screen = None
     if preprocessing == "book":
-        games = BookBreakout(seed=seed, rng=rng, render_mode="human" if render else None)
+        render_mode = "rgb_array" if frames is not None else "human" if render else None
+        games = BookBreakout(seed=seed, rng=rng, render_mode=render_mode)
     else:
-        if render:                        # a second emulator shows the same game in colour (same seed, same actions)
+        if render or frames is not None:  # a second emulator plays the same game in colour (same seed, same actions)
             seed = int(rng.integers(2 ** 31)) if seed is None else seed
-            screen = ColourScreen(seed)
+            screen = ColourScreen(seed, window=render, frames=frames)
         games = VectorBreakout(1, seed=seed)
     scores = []
     states = games.reset()
@@ -539,6 +541,8 @@ def play(model, episodes, preprocessing="book", render=False, seed=None, max_epi
         states, _, _, finished = games.step(actions)
         if screen is not None:
             screen.step(actions)
+        elif frames is not None:
+            frames.append(games.env.render())
         steps += 1
         if not finished and steps >= max_episode_steps:    # stuck: count the game as it stands, start anew
             finished = [(0, float(games.scores[0]), steps)]
@@ -744,6 +748,32 @@ def dtype_policy(precision):
     return "mixed_bfloat16" if precision == "bfloat16" else "float32"
 
 
+def gif_path(text):
+    """--record FILE.gif: a path ending in .gif (the folder is made, and checked, before the run starts)."""
+    path = Path(text)
+    if path.suffix.lower() != ".gif":
+        raise argparse.ArgumentTypeError(f"must be a file name ending in .gif, got {text!r}")
+    return path
+
+
+def write_gif(path, frames, seconds_per_frame, width=None, max_frames=400):
+    """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
+    recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
+    `max_frames`; frames wider than `width` pixels are shrunk; each frame gets a palette of its own colours."""
+    from PIL import Image                               # Pillow comes with matplotlib
+    step = max(1, -(-len(frames) // max_frames))
+    images = []
+    for frame in frames[::step]:
+        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        if width is not None and image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.BILINEAR)
+        images.append(image.convert("RGB").quantize(colors=64))
+    duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=duration, loop=0, optimize=True))
+    print(f"recorded {len(images)} frames to {path}")
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -811,7 +841,10 @@ def parse_args(argv=None):
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="with --play: show the game (training never renders: threads must not draw)")
     add_precision_argument(parser)
+    add_record_argument(parser)
     args = parser.parse_args(argv)
+    if args.record is not None and not args.play:
+        parser.error("argument --record: records what --play plays; add --play")
     for key, value in (FAST if args.fast else book).items():
         if not hasattr(args, key):
             setattr(args, key, value)
@@ -824,6 +857,12 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 # The A3C network is small: its updates cost little maths and much overhead, so bfloat16 makes them no faster
 # even where the hardware has it (BENCHMARKS.md); auto stays float32 everywhere.
 AUTO_BFLOAT16 = False
+
+
+def add_record_argument(parser):
+    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
+                        help="save the games played as an animated GIF, in colour (no window needed; "
+                             "--episodes 1 keeps it short)")
 
 
 def add_precision_argument(parser):
@@ -846,20 +885,27 @@ def seed_everything(seed):
         keras.utils.set_random_seed(seed)
 
 
-def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS, sample=False, precision="auto"):
-    """--play here and play_a3c_model.py: load the weights and play them with their preprocessing."""
+def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS, sample=False, precision="auto",
+              record=None):
+    """--play here and play_a3c_model.py: load the weights and play them with their preprocessing; with
+    `record` (a .gif path) also save the games' colour screens as an animated GIF."""
     stop = StopFlag()
     seed_everything(seed)
     if render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")
         render = False
+    if record is not None:
+        ensure_writable(record.parent.resolve())
     model = build_model(announce_precision(precision))
     facts = weights_facts(load)
     load_weights(model, load, f"train them with: python {Path(__file__).name}")
     if facts["preprocessing"] not in PREPROCESSINGS:
         sys.exit(f"error: {load} names an unknown preprocessing {facts['preprocessing']!r}")
     print(f"playing {load} with the {facts['preprocessing']} preprocessing it was trained with")
-    scores = play(model, episodes, facts["preprocessing"], render, seed, max_episode_steps, sample, stop)
+    frames = None if record is None else []
+    scores = play(model, episodes, facts["preprocessing"], render, seed, max_episode_steps, sample, stop, frames)
+    if frames:
+        write_gif(record, frames, seconds_per_frame=4 / 60)            # an agent step is 4 frames at 60 Hz
     if stop.requested:
         print("interrupted")
         if not scores:
@@ -874,7 +920,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.play:
         return play_main(args.load or TRAINED, args.episodes or 10, args.render, args.seed,
-                         precision=args.precision)
+                         precision=args.precision, record=args.record)
     stop = StopFlag()
     # Seeding, in one place. Each thread draws its actions from its own numpy generator (seed + 1000·index),
     # so the threads do not share random state; thread scheduling still makes runs differ.

@@ -150,22 +150,28 @@ class VectorBreakout:
 
 
 class ColourScreen:
-    """A window with the colour screen of one vector-environment game. ALE's vector environment has no window,
-    so a second emulator, seeded alike and given the same actions, plays the very same game in colour (the
-    emulator is deterministic), shown in a Tk window (pygame's window hangs once TensorFlow is loaded)."""
+    """The colour screen of one vector-environment game, shown in a window and/or kept for --record. ALE's vector
+    environment has no colour screen, so a second emulator, seeded alike and given the same actions, plays the
+    very same game in colour (the emulator is deterministic). The window is Tk's (pygame's window hangs once
+    TensorFlow is loaded); `frames`, when given, receives every (210, 160, 3) colour frame."""
 
-    def __init__(self, seed, fps=30, scale=3):
-        import tkinter
+    def __init__(self, seed, fps=30, scale=3, window=True, frames=None):
         self.env = AtariVectorEnv("breakout", 1, num_threads=1, grayscale=False, img_height=210, img_width=160,
                                   stack_num=1, maxpool=False, **VECTOR_SETTINGS)
         self.actions = np.array(ACTIONS, dtype=np.int32)
+        self.frames, self.root = frames, None
+        if window:
+            self.open_window(fps, scale)
+        self.reset(seed)
+
+    def open_window(self, fps, scale):
+        import tkinter
         self.tkinter, self.scale, self.delay = tkinter, scale, 1.0 / fps if fps else 0.0
         self.root = tkinter.Tk()          # raises tkinter.TclError where no window can open
         self.root.title("Breakout A3C")
         self.label = tkinter.Label(self.root, borderwidth=0)
         self.label.pack()
         self.shown_at = 0.0
-        self.reset(seed)
 
     def reset(self, seed):
         observe, self.info = self.env.reset(seed=seed)
@@ -177,6 +183,10 @@ class ColourScreen:
 
     def show(self, observe):
         frame = observe[0, 0]                                          # (210, 160, 3) RGB
+        if self.frames is not None:
+            self.frames.append(frame.copy())
+        if self.root is None:
+            return
         ppm = b"P6 %d %d 255 " % (frame.shape[1], frame.shape[0]) + frame.tobytes()
         self.image = self.tkinter.PhotoImage(data=ppm, format="PPM").zoom(self.scale)
         self.label.configure(image=self.image)
@@ -186,7 +196,8 @@ class ColourScreen:
 
     def close(self):
         self.env.close()
-        self.root.destroy()
+        if self.root is not None:
+            self.root.destroy()
 
 
 def make_games(num_envs, seed=None, rng=None, num_threads=0):

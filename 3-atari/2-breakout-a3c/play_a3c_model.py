@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # this folder's breakout_a3c.py
 
-from breakout_a3c import MAX_EPISODE_STEPS, TRAINED, add_precision_argument, play_main, positive_int
+from breakout_a3c import (MAX_EPISODE_STEPS, TRAINED, add_precision_argument, add_record_argument, play_main,
+                          positive_int)
 
 
 def parse_args(argv=None):
@@ -32,12 +33,14 @@ def parse_args(argv=None):
                         help="sample actions from π(a|s) as in training instead of playing greedily")
     parser.add_argument("--seed", type=int, default=None, help="random seed (None: random)")
     add_precision_argument(parser)
+    add_record_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    play_main(args.load, args.episodes, args.render, args.seed, args.max_episode_steps, args.sample, args.precision)
+    play_main(args.load, args.episodes, args.render, args.seed, args.max_episode_steps, args.sample, args.precision,
+              args.record)
 
 
 if __name__ == "__main__":
