@@ -345,3 +345,14 @@ def test_a_signal_closes_the_window_and_exits_130_without_a_traceback(path, sign
         child.kill()
     assert child.returncode == 130, err
     assert err == "interrupted: nothing saved (this chapter saves nothing)\n"
+
+
+@pytest.mark.parametrize("path", [PI_PATH, VI_PATH])
+def test_a_python_without_tkinter_runs_headless_with_a_note(path, tmp_path):
+    # A Python built without Tk: make `import tkinter` fail in the child, as it does there.
+    (tmp_path / "tkinter.py").write_text("raise ImportError('No module named _tkinter')\n")
+    result = run_script(path, "--render", "--record", tmp_path / "path.gif", timeout=60, display=":0",
+                        env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "this Python has no tkinter: running headless" in result.stdout
+    assert "greedy path from the start" in result.stdout and (tmp_path / "path.gif").stat().st_size > 0

@@ -8,7 +8,10 @@ Two parts, as in the book:
 
 States are [row, col]; (0, 0) is the top-left cell. Actions: 0 up, 1 down, 2 left, 3 right.
 """
-import tkinter as tk
+try:
+    import tkinter as tk
+except ImportError:          # a Python built without Tk: the maths and the headless run still work
+    tk = None
 
 WIDTH, HEIGHT = 5, 5                       # cells
 UNIT = 100                                 # pixels per cell
@@ -59,7 +62,7 @@ MOVE_DELAY_MS = 100                        # pause between two steps of "move"
 MAX_MOVE_STEPS = 100                       # a policy that loops stops walking after this many steps
 
 
-class GraphicDisplay(tk.Tk):
+class GraphicDisplay(tk.Tk if tk is not None else object):
     """The book's policy-iteration window: one button click = one step of the algorithm."""
 
     def __init__(self, agent):

@@ -20,14 +20,13 @@ import random
 import signal
 import sys
 import tempfile
-import tkinter as tk
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))              # import this chapter's own environment.py
-from environment import GOAL, TRIANGLES, Env, GraphicDisplay  # noqa: E402
+from environment import GOAL, TRIANGLES, Env, GraphicDisplay, tk  # noqa: E402
 
 DISCOUNT_FACTOR = 0.9
 TIE_TOLERANCE = 1e-9                       # action values closer than this count as a tie
@@ -295,6 +294,9 @@ def main(argv=None):
     render = args.render is not False
     if render and not display_available():
         print("no display found: running headless (the window needs a display)")
+        render = False
+    if render and tk is None:
+        print("this Python has no tkinter: running headless (see the README's troubleshooting)")
         render = False
 
     env = Env()
