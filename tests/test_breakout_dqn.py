@@ -340,7 +340,8 @@ def test_train_resume_and_play_end_to_end(dqn, tmp_path):
     played = run_script(PLAY, "--load", weights, "--episodes", 1, "--max-episode-steps", 200, "--seed", 0,
                         "--render", cwd=watching)
     assert played.returncode == 0, played.stderr[-2000:]
-    assert played.stdout.startswith("no display found: running headless")
+    first_lines = played.stdout.splitlines()[:2]          # which precision and why, then the missing display
+    assert first_lines[0].startswith("precision: ") and first_lines[1].startswith("no display found: running headless")
     assert len(printed_scores(played.stdout)) == 1 and printed_mean(played.stdout) == printed_scores(played.stdout)[0]
     flag = run_script(SCRIPT, "--play", "--load", weights, "--episodes", 2, "--seed", 0, cwd=watching)
     assert flag.returncode == 0, flag.stderr[-2000:]

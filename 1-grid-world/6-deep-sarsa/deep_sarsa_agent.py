@@ -13,7 +13,7 @@ the book's mean squared error over the 5 outputs, with the target vector = Q(s) 
 
 Epsilon starts at 1.0 and is multiplied by 0.9999 at every training step, down to 0.01.
 
-Decisions (differences from the book's 2017 code; see the README):
+Decisions (differences from the book's 2017 code; this folder's README.md lists them all):
   - The next action a' in the target is the one the agent then takes (the original drew a second, fresh
     action to move with, so its update was not SARSA).
   - environment.py: the obstacles' clock starts again with every episode, and episodes stop after

@@ -14,7 +14,7 @@ episode), and takes one Adam step on the policy-gradient loss
 so that actions followed by better-than-average returns become more likely. Every step costs -0.1 (in this
 chapter's environment.py), so shorter routes to the goal score higher.
 
-Decisions (differences from the book's 2017 code; see the README):
+Decisions (differences from the book's 2017 code; this folder's README.md lists them all):
   - Returns are normalised with (G - mean) / (std + 1e-8): the original divided by the bare std.
   - environment.py: the obstacles' clock starts again with every episode, and episodes stop after
     --max-steps steps (a time limit: the truncated episode is learned from like any other).

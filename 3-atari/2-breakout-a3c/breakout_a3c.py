@@ -22,7 +22,7 @@ Two ways to run it:
 - The book's (default): 8 threads, each playing ONE game and asking its network for one action per step.
 - Fast (`--fast`): 4 threads, each playing 8 games at once (`--envs-per-thread N`, stepped by the emulator's own
   C++ threads outside Python's interpreter lock), choosing all N actions with one network call and learning from
-  t_max × N samples per update. On a 2-core CPU this plays several times more steps per second; see the README.
+  t_max × N samples per update. On a 2-core CPU this plays several times more steps per second (BENCHMARKS.md).
 
 What differs from the book's 2017 code:
 - The book bootstrapped from V of the wrong state and broadcast the critic loss into an N×N matrix; here R is
@@ -95,7 +95,7 @@ MAX_EPISODE_STEPS = 10_000  # playing: a greedy agent can loop for ever without 
 
 # --fast: 4 actor-learners, all playing at once, each with 8 games in the emulator's C++ vector environment and
 # one update per 5 steps × 8 games (lr 7e-4 and gradient norm 0.5 as in synchronous A2C); measured fastest to a
-# good score on a 2-core CPU (README). Options given explicitly win.
+# good score on a 2-core CPU (BENCHMARKS.md). Options given explicitly win.
 FAST = dict(threads=4, envs_per_thread=8, active_threads=4, t_max=5, lr=7e-4, max_grad_norm=0.5, rms_epsilon=1e-10)
 
 
