@@ -116,27 +116,6 @@ def test_a3c_weights_are_float32_and_load_across_precisions(a3c, tmp_path):
     assert p16.dtype == "float32" and np.allclose(p16, p32, atol=0.05) and np.allclose(v16, v32, atol=0.1)
 
 
-def recorded_dqn_states(dqn, agent, count, seed=0):
-    """Histories the float32 agent meets while playing (epsilon 0.05 so that it does not replay one game)."""
-    env = dqn.make_env()
-    dqn.seed_everything(seed)
-    rng = np.random.default_rng(seed)
-    states, dead = [], False
-    observe, lives = dqn.start_game(env, seed=seed)
-    history = dqn.new_history(dqn.pre_processing(observe))
-    while len(states) < count:
-        states.append(history)
-        action = dqn.FIRE if dead else (agent.get_action(history)[0] if rng.random() > 0.05 else rng.integers(3))
-        observe, _, terminated, truncated, info = env.step(dqn.ALE_ACTION[action])
-        frame, dead, lives = dqn.pre_processing(observe), info["lives"] < lives, info["lives"]
-        history = dqn.new_history(frame) if dead else dqn.next_history_of(history, frame)
-        if terminated or truncated:
-            observe, lives = dqn.start_game(env)
-            history, dead = dqn.new_history(dqn.pre_processing(observe)), False
-    env.close()
-    return np.stack(states)
-
-
 # benchmarks/precision_agreement.py, 2000 recorded states: the shipped DQN agrees on 99.75 % with oneDNN's native
 # AVX-512 BF16 kernels and 99.80 % with TensorFlow's emulated bfloat16 (TF_ENABLE_ONEDNN_OPTS=0), the A3C agent on
 # 99.70 % both ways; where they differ, the two best float32 choices were within 0.0007 (Q) and 0.011 (probability).
@@ -144,36 +123,32 @@ AGREEMENT = 0.97
 CLOSE_CALL = 0.02
 
 
-def test_the_shipped_dqn_agent_acts_the_same_in_bfloat16(dqn):
+@pytest.fixture(scope="module")
+def recorded():
+    """The benchmark's recording of states the float32 agents meet while playing (benchmarks/precision_agreement.py)."""
+    return load_module("benchmarks/precision_agreement.py")
+
+
+def assert_same_choices(outputs32, outputs16):
+    differ = outputs32.argmax(axis=1) != outputs16.argmax(axis=1)
+    assert 1 - differ.mean() >= AGREEMENT
+    best_two = np.sort(outputs32, axis=1)[:, -2:]
+    assert np.all(best_two[differ, 1] - best_two[differ, 0] < CLOSE_CALL), "bfloat16 changed a clear choice"
+
+
+def test_the_shipped_dqn_agent_acts_the_same_in_bfloat16(dqn, recorded):
     f32 = dqn.DQNAgent(memory_size=1, precision="float32")
     bf16 = dqn.DQNAgent(memory_size=1, precision="bfloat16")
     for agent in (f32, bf16):
         agent.model.load_weights(dqn.TRAINED)
     f32.epsilon = 0.0
-    states = recorded_dqn_states(dqn, f32, 600)
-    q32 = f32.model(dqn.to_network_input(states)).numpy()
-    q16 = bf16.model(dqn.to_network_input(states)).numpy()
-    differ = q32.argmax(axis=1) != q16.argmax(axis=1)
-    assert 1 - differ.mean() >= AGREEMENT
-    best_two = np.sort(q32, axis=1)[:, -2:]
-    assert np.all(best_two[differ, 1] - best_two[differ, 0] < CLOSE_CALL), "bfloat16 changed a clear choice"
+    states = dqn.to_network_input(recorded.dqn_states(dqn, f32, 600, np.random.default_rng(0)))
+    assert_same_choices(f32.model(states).numpy(), bf16.model(states).numpy())
 
 
-def test_the_shipped_a3c_agent_acts_the_same_in_bfloat16(a3c):
+def test_the_shipped_a3c_agent_acts_the_same_in_bfloat16(a3c, recorded):
     f32, bf16 = a3c.build_model("float32"), a3c.build_model("bfloat16")
     for model in (f32, bf16):
         model.load_weights(a3c.TRAINED)
-    games, rng, states = a3c.VectorBreakout(1, seed=0), np.random.default_rng(0), []
-    observation = games.reset()
-    while len(states) < 600:
-        states.append(observation[0])
-        policy = f32(observation, training=False)[0].numpy()
-        action = policy.argmax(axis=1) if rng.random() > 0.05 else rng.integers(0, 3, 1)
-        observation = games.step(action)[0]
-    games.close()
-    states = np.stack(states)
-    p32, p16 = (model(states, training=False)[0].numpy() for model in (f32, bf16))
-    differ = p32.argmax(axis=1) != p16.argmax(axis=1)
-    assert 1 - differ.mean() >= AGREEMENT
-    best_two = np.sort(p32, axis=1)[:, -2:]
-    assert np.all(best_two[differ, 1] - best_two[differ, 0] < CLOSE_CALL), "bfloat16 changed a clear choice"
+    states = recorded.a3c_states(a3c, f32, 600, np.random.default_rng(0))
+    assert_same_choices(f32(states, training=False)[0].numpy(), bf16(states, training=False)[0].numpy())
