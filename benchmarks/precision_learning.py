@@ -54,6 +54,7 @@ def train(args):
     out = args.out
     (out / "snapshots").mkdir(parents=True, exist_ok=True)
     stop = dqn.StopFlag()
+    dqn.seed_everything(args.seed)                  # a fresh run: the same first weights in both precisions
     agent = dqn.DQNAgent(memory_size=args.memory_size, train_start=args.train_start,
                          exploration_steps=args.exploration_steps, precision=args.precision)
     curve, first_episode = [], 1
@@ -69,8 +70,6 @@ def train(args):
                 variable.assign(state[f"v{i}"])
         print(f"resuming at step {agent.global_step}, episode {first_episode}, epsilon {agent.epsilon:.3f}")
         dqn.seed_everything(args.seed + agent.global_step)      # not the same random numbers as the first leg
-    else:
-        dqn.seed_everything(args.seed)
     env = dqn.make_env()
     print(f"precision {args.precision}, seed {args.seed}, to {args.steps} steps", flush=True)
     with open(out / "games.log", "a", encoding="utf-8") as log:
