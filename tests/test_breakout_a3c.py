@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import interrupt_script, load_module, printed_mean, run_script
+from conftest import interrupt_script, load_module, printed_mean, printed_scores, run_script
 
 TRAIN = "3-atari/2-breakout-a3c/breakout_a3c.py"
 PLAY = "3-atari/2-breakout-a3c/play_a3c_model.py"
@@ -422,3 +422,12 @@ def test_the_shipped_agent_can_be_watched_in_a_window(tk_display):
                         display=tk_display)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no display" not in result.stdout and "mean score:" in result.stdout
+
+
+def test_a_colour_window_that_cannot_open_means_headless_with_a_note(tmp_path):
+    # DISPLAY names a screen where no X server answers: one line, the game is played (and recorded) all the same.
+    result = run_script(PLAY, "--render", "--episodes", 1, "--max-episode-steps", 15, "--seed", 0,
+                        "--record", tmp_path / "game.gif", display=":987", timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert 'cannot open a window (couldn\'t connect to display ":987"): running headless' in result.stdout
+    assert len(printed_scores(result.stdout)) == 1 and (tmp_path / "game.gif").stat().st_size > 0

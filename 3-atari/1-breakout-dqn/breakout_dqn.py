@@ -761,13 +761,13 @@ def main(argv=None):
         return play_main(args.load or TRAINED, args.episodes or PLAY_EPISODES, PLAY_EPSILON, None,
                          args.render, args.seed, args.precision, args.record)
     stop = StopFlag()
+    precision = announce_precision(args.precision)
     if args.render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")
         args.render = False
     print(f"DQN on Breakout: replay memory {args.memory_size:,} frames, training from {args.train_start:,}, "
           f"one minibatch every {args.train_freq} steps, learning rate {args.learning_rate}", flush=True)
     seed_everything(args.seed)
-    precision = announce_precision(args.precision)
     agent = DQNAgent(memory_size=args.memory_size, train_start=args.train_start,
                      update_target_rate=args.target_update, exploration_steps=args.exploration_steps,
                      learning_rate=args.learning_rate, precision=precision)

@@ -527,7 +527,12 @@ def play(model, episodes, preprocessing="book", render=False, seed=None, max_epi
     else:
         if render or frames is not None:  # a second emulator plays the same game in colour (same seed, same actions)
             seed = int(rng.integers(2 ** 31)) if seed is None else seed
-            screen = ColourScreen(seed, window=render, frames=frames)
+            try:
+                screen = ColourScreen(seed, window=render, frames=frames)
+            except Exception as error:    # tkinter missing, or DISPLAY names a screen that does not answer
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                print(f"cannot open a window ({reason}): running headless")
+                screen = None if frames is None else ColourScreen(seed, window=False, frames=frames)
         games = VectorBreakout(1, seed=seed)
     scores = []
     states = games.reset()

@@ -161,7 +161,11 @@ class ColourScreen:
         self.actions = np.array(ACTIONS, dtype=np.int32)
         self.frames, self.root = frames, None
         if window:
-            self.open_window(fps, scale)
+            try:
+                self.open_window(fps, scale)
+            except Exception:             # no Tk, or a display that does not answer: the caller decides
+                self.env.close()
+                raise
         self.reset(seed)
 
     def open_window(self, fps, scale):
