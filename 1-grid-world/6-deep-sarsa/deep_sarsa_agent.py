@@ -104,8 +104,9 @@ class DeepSARSAgent:
             return int(np.random.randint(self.action_size))
         return int(np.argmax(self.q_values(state)))
 
-    # Q(state, .) computed with numpy on a copy of the current weights: about 5 microseconds, where a
-    # compiled Keras call costs about 350 and model.predict about 45000. Same numbers as self.model(state).
+    # Q(state, .) computed with numpy on a copy of the current weights: about 6 microseconds, where a
+    # compiled Keras call costs about 280 and model.predict about 63000 (benchmarks/grid_deep.py, BENCHMARKS.md).
+    # Same numbers as self.model(state).
     def q_values(self, state):
         w1, b1, w2, b2, w3, b3 = self.weights
         hidden = np.maximum(state @ w1 + b1, 0.0)
