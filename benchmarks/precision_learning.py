@@ -8,9 +8,9 @@
 `train` runs the chapter's own training loop (breakout_dqn.train, not a copy) with a shortened exploration
 schedule (--train-start 20000 --exploration-steps 250000, as the shipped agent's first leg), in legs of
 --snapshot-every agent steps. After each leg it keeps a copy of the weights (snapshots/step_NNNNNNN.weights.h5) and a
-checkpoint (the chapter's weights file with its step count, epsilon and curve, plus Adam's state), so a run
-stopped by the end of a session goes on with the same command (the replay memory starts empty again; both
-precisions are resumed alike). Each finished game's line (score, average max Q, average loss) goes to
+checkpoint (the chapter's weights file with its step count, epsilon and curve, and Adam's state in adam.npz), so a
+run stopped by the end of a session goes on with the same command (the replay memory starts empty again, and
+Adam too where adam.npz is missing; both precisions are resumed alike). SIGTERM or Ctrl-C saves a checkpoint. Each finished game's line (score, average max Q, average loss) goes to
 DIR/games.log. Each run uses one TensorFlow thread, so that several runs can share a machine.
 
 `report` plays every snapshot greedily (epsilon 0.01 as the book's play_dqn_model.py, a fresh seed per game,
@@ -65,9 +65,12 @@ def train(args):
         facts = dqn.weights_facts(checkpoint)
         agent.global_step, agent.epsilon, curve = facts["global_step"], facts["epsilon"], facts["curve"]
         first_episode = facts["episode"] + 1
-        with np.load(out / "adam.npz") as state:
-            for i, variable in enumerate(agent.optimizer.variables):
-                variable.assign(state[f"v{i}"])
+        if (out / "adam.npz").exists():              # Adam's moments (kept beside, not in the repository)
+            with np.load(out / "adam.npz") as state:
+                for i, variable in enumerate(agent.optimizer.variables):
+                    variable.assign(state[f"v{i}"])
+        else:
+            print("no adam.npz beside the checkpoint: Adam starts afresh")
         print(f"resuming at step {agent.global_step}, episode {first_episode}, epsilon {agent.epsilon:.3f}")
         dqn.seed_everything(args.seed + agent.global_step)      # not the same random numbers as the first leg
     env = dqn.make_env()
