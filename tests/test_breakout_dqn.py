@@ -426,3 +426,13 @@ def test_the_shipped_agent_plays_far_better_than_random_with_either_script():
     flag = run_script(SCRIPT, "--play", "--episodes", 1, "--seed", 1, timeout=300)
     assert flag.returncode == 0, flag.stderr[-2000:]
     assert printed_scores(flag.stdout) == printed_scores(result.stdout)[:1]
+
+
+def test_a_window_that_cannot_open_means_headless_with_a_note():
+    # DISPLAY names a screen where no X server answers: ALE's SDL window would crash the process (tried: exit 139);
+    # the script asks Tk first and plays headless after one line.
+    result = run_script(PLAY, "--render", "--episodes", 1, "--max-episode-steps", 10, "--seed", 0, display=":987",
+                        timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert 'cannot open a window (couldn\'t connect to display ":987"): running headless' in result.stdout
+    assert len(printed_scores(result.stdout)) == 1

@@ -393,6 +393,9 @@ def play_main(load=TRAINED, episodes=PLAY_EPISODES, epsilon=PLAY_EPSILON, max_ep
     if render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")
         render = False
+    elif render and record is None and (refused := window_refused()):
+        print(f"cannot open a window ({refused}): running headless")
+        render = False
     if render and record is not None:
         print("recording: the screen is kept for the GIF, so no window opens")
     env = make_env(render, record is not None)
@@ -538,6 +541,19 @@ def display_available():
     if not sys.platform.startswith("linux"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def window_refused():
+    """None when a window can open on this display, else the reason in a few words. ALE's own window (SDL) ends the
+    whole process with a crash where DISPLAY names a screen that does not answer; Tk fails politely, so ask it."""
+    try:
+        import tkinter
+        tkinter.Tk().destroy()
+    except ImportError:
+        return None                       # no Tk to ask: let the window try
+    except tkinter.TclError as error:
+        return str(error).strip().splitlines()[0] if str(error).strip() else "TclError"
+    return None
 
 
 def log_scalars(writer, step, **scalars):
@@ -764,6 +780,9 @@ def main(argv=None):
     precision = announce_precision(args.precision)
     if args.render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")
+        args.render = False
+    elif args.render and (refused := window_refused()):
+        print(f"cannot open a window ({refused}): running headless")
         args.render = False
     print(f"DQN on Breakout: replay memory {args.memory_size:,} frames, training from {args.train_start:,}, "
           f"one minibatch every {args.train_freq} steps, learning rate {args.learning_rate}", flush=True)

@@ -671,6 +671,19 @@ def display_available():
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def window_refused():
+    """None when a window can open on this display, else the reason in a few words. ALE's own window (SDL) ends the
+    whole process with a crash where DISPLAY names a screen that does not answer; Tk fails politely, so ask it."""
+    try:
+        import tkinter
+        tkinter.Tk().destroy()
+    except ImportError:
+        return None                       # no Tk to ask: let the window try
+    except tkinter.TclError as error:
+        return str(error).strip().splitlines()[0] if str(error).strip() else "TclError"
+    return None
+
+
 def log_scalars(writer, step, **scalars):
     """TensorBoard scalars, one tf.summary.scalar each (view them: tensorboard --logdir <save dir>/summary)."""
     with writer.as_default(step=step):
@@ -898,6 +911,9 @@ def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS,
     seed_everything(seed)
     if render and not display_available():
         print("no display found: running headless (pass --render on a machine with a display)")
+        render = False
+    elif render and (refused := window_refused()):
+        print(f"cannot open a window ({refused}): running headless")
         render = False
     if record is not None:
         ensure_writable(record.parent.resolve())
