@@ -7,6 +7,8 @@ Records --states histories that the float32 agent meets while playing (5 % rando
 replay one game), then compares the greedy action of the same weights in both precisions on every one of them:
 the share that agrees, the largest change of a Q-value (DQN) or probability (A3C), and, where they disagree, how
 close the two best float32 choices were. The test suite holds the same comparison on fewer states.
+
+    python benchmarks/precision_agreement.py --updates 2000   # training: same start, same minibatches, both precisions
 """
 import argparse
 import os
@@ -53,13 +55,63 @@ def compare(name, outputs32, outputs16):
           f"{gaps.max() if len(gaps) else 0:.4f} at most")
 
 
+def same_updates(dqn, updates, rng):
+    """From the same first weights, the same minibatches in both precisions: how far apart do two Breakout DQNs
+    drift, in their Q-values and their losses, as they train? (Real frames: the shipped agent plays 3000 steps
+    into a replay memory, with its rewards; training starts from fresh seeded networks.)"""
+    import keras
+    teacher = dqn.DQNAgent(memory_size=1)
+    teacher.model.load_weights(dqn.TRAINED)
+    teacher.epsilon = 0.05
+    memory, env = dqn.ReplayMemory(5000), dqn.make_env()
+    observe, lives = dqn.start_game(env, seed=0)
+    frame, dead = dqn.pre_processing(observe), False
+    history = dqn.new_history(frame)
+    memory.start_history(frame)
+    for _ in range(3000):
+        action = dqn.FIRE if dead else teacher.get_action(history)[0]
+        observe, reward, terminated, truncated, info = env.step(dqn.ALE_ACTION[action])
+        frame, dead, lives = dqn.pre_processing(observe), terminated or info["lives"] < lives, info["lives"]
+        memory.append(action, np.clip(reward, -1, 1), frame, dead)
+        history = dqn.new_history(frame) if dead else dqn.next_history_of(history, frame)
+        if terminated or truncated:
+            observe, lives = dqn.start_game(env)
+            frame, dead = dqn.pre_processing(observe), False
+            history = dqn.new_history(frame)
+            memory.start_history(frame)
+    env.close()
+    np.random.seed(1)
+    batches = [memory.sample(32) for _ in range(updates)]
+    probe = dqn.to_network_input(memory.stacks(np.arange(100, 600)))
+    agents = {}
+    for precision in ("float32", "bfloat16"):
+        keras.utils.set_random_seed(0)
+        agents[precision] = dqn.DQNAgent(memory_size=1, precision=precision)
+    print(f"  {updates} minibatches of 32, the same ones, from the same first weights (target network fixed):")
+    print("  | updates | loss float32 | loss bfloat16 | mean max Q float32 | mean max Q bfloat16 | mean abs Q difference |")
+    print("  |---:|---:|---:|---:|---:|---:|")
+    losses = {p: [] for p in agents}
+    for step, batch in enumerate(batches, 1):
+        for precision, agent in agents.items():
+            losses[precision].append(float(agent.train_step(*batch)))
+        if step in (1, 10, 100) or step % 500 == 0:
+            q = {p: a.model(probe).numpy() for p, a in agents.items()}
+            print(f"  | {step} | {np.mean(losses['float32'][-50:]):.5f} | {np.mean(losses['bfloat16'][-50:]):.5f} | "
+                  f"{q['float32'].max(1).mean():.4f} | {q['bfloat16'].max(1).mean():.4f} | "
+                  f"{np.abs(q['float32'] - q['bfloat16']).mean():.4f} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--states", type=int, default=2000)
+    parser.add_argument("--updates", type=int, default=0,
+                        help="instead: train two fresh DQNs, one per precision, on the same N minibatches")
     args = parser.parse_args()
     print(f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(default)')}")
     rng = np.random.default_rng(0)
     dqn = load_module("3-atari/1-breakout-dqn/breakout_dqn.py")
+    if args.updates:
+        return same_updates(dqn, args.updates, rng)
     agents = {p: dqn.DQNAgent(memory_size=1, precision=p) for p in ("float32", "bfloat16")}
     for agent in agents.values():
         agent.model.load_weights(dqn.TRAINED)
