@@ -14,8 +14,9 @@ Adam too where adam.npz is missing; both precisions are resumed alike). SIGTERM 
 DIR/games.log. Each run uses one TensorFlow thread, so that several runs can share a machine.
 
 `report` plays every snapshot greedily (epsilon 0.01 as the book's play_dqn_model.py, a fresh seed per game,
-a cap of 10,000 agent steps a game) in the precision it was trained in, and writes precision_learning.png
-(training score, average loss, average max Q and greedy score against agent steps) and precision_learning.md.
+a cap of 10,000 agent steps a game) in the precision it was trained in, keeps the means in DIR/greedy.csv (so a
+snapshot is scored once, and its file may go), and writes precision_learning.png (training score, average loss,
+average max Q and greedy score against agent steps) and precision_learning.md.
 """
 import argparse
 import contextlib
@@ -102,6 +103,15 @@ def read_games(out):
     return np.array(rows).reshape(-1, 4)
 
 
+def read_greedy(out):
+    """{agent steps: greedy mean} of the snapshots a report scored before (DIR/greedy.csv)."""
+    path = out / "greedy.csv"
+    if not path.exists():
+        return {}
+    rows = [line.split(",") for line in path.read_text(encoding="utf-8").splitlines()[1:] if line]
+    return {int(steps): float(mean) for steps, mean in rows}
+
+
 def greedy_scores(dqn, path, precision, games, seed):
     agent = dqn.DQNAgent(memory_size=1, precision=precision)
     agent.model.load_weights(path)
@@ -137,15 +147,18 @@ def report(args):
                 values = games[:, column]
                 keep = ~np.isnan(values)
                 axis.plot(step[keep][min(window, keep.sum()) - 1:], running_mean(values[keep], window), **style)
-        greedy = []
+        greedy = read_greedy(out)                # snapshots scored before (their files need not be here any more)
         for snapshot in sorted((out / "snapshots").glob("step_*.weights.h5")):
             steps = int(snapshot.name[5:12])
-            scores = greedy_scores(dqn, snapshot, precision, args.games, args.seed)
-            greedy.append((steps, float(np.mean(scores))))
-            table.setdefault(steps, {})[out.name] = np.mean(scores)
-            print(f"{out.name} step {steps}: greedy mean {np.mean(scores):.1f} over {args.games} games", flush=True)
+            if steps not in greedy:
+                greedy[steps] = float(np.mean(greedy_scores(dqn, snapshot, precision, args.games, args.seed)))
+                print(f"{out.name} step {steps}: greedy mean {greedy[steps]:.1f} over {args.games} games", flush=True)
+        dqn.atomic_write(out / "greedy.csv", lambda tmp: Path(tmp).write_text(
+            "agent_steps,greedy_mean\n" + "".join(f"{k},{v:.2f}\n" for k, v in sorted(greedy.items()))))
+        for steps, mean in greedy.items():
+            table.setdefault(steps, {})[out.name] = mean
         if greedy:
-            axes[1, 1].plot(*zip(*greedy), marker="o", **style)
+            axes[1, 1].plot(*zip(*sorted(greedy.items())), marker="o", **style)
     titles = ("training score (mean of the last 100 games)", "average loss per game (mean of 100)",
               "average max Q per game (mean of 100)", f"greedy play, epsilon 0.01 (mean of {args.games} games)")
     for axis, title in zip(axes.flat, titles):
