@@ -19,13 +19,16 @@ LINK = re.compile(r"(!?)\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def commands():
-    """(markdown file, script path, options) of every `python something.py ...` in the markdown files."""
+    """(markdown file, script path, subcommand or None, options) of every `python something.py ...` in the markdown
+    files. A plain word right after the script is taken for a subcommand (`precision_learning.py train ...`)."""
     found = []
     for page in MARKDOWN:
         for match in COMMAND.finditer(page.read_text(encoding="utf-8")):
             script, rest = match.groups()
-            options = [word.split("=")[0] for word in rest.split() if word.startswith("--")]
-            found.append((page, script, options))
+            words = rest.split()
+            subcommand = words[0] if words and re.fullmatch(r"[a-z]+", words[0]) else None
+            options = [word.split("=")[0] for word in words if word.startswith("--")]
+            found.append((page, script, subcommand, options))
     return found
 
 
@@ -38,24 +41,30 @@ def resolve(page, script):
 
 
 @lru_cache(maxsize=None)
-def help_text(script):
-    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300,
-                            cwd=script.parent)
-    assert result.returncode == 0, f"{script} --help failed: {result.stderr[-500:]}"
+def help_text(script, subcommand=None):
+    result = subprocess.run([sys.executable, str(script), *([subcommand] if subcommand else []), "--help"],
+                            capture_output=True, text=True, timeout=300, cwd=script.parent)
+    assert result.returncode == 0, f"{script} {subcommand or ''} --help failed: {result.stderr[-500:]}"
     return result.stdout
 
 
 def test_every_markdown_command_names_a_script_and_only_options_it_has():
     found = commands()
     assert len(found) > 40                                       # the pages do show commands
-    missing = [f"{page.relative_to(ROOT)}: {script}" for page, script, _ in found if resolve(page, script) is None]
+    missing = [f"{page.relative_to(ROOT)}: {script}" for page, script, _, _ in found if resolve(page, script) is None]
     assert not missing, f"commands naming no script: {missing}"
-    scripts = sorted({resolve(page, script) for page, script, _ in found})
+    top = sorted({resolve(page, script) for page, script, _, _ in found})
     with ThreadPoolExecutor(max_workers=2) as pool:              # each --help starts Python (and TensorFlow)
-        helps = dict(zip(scripts, pool.map(help_text, scripts)))
-    unknown = [f"{page.relative_to(ROOT)}: python {script} {option}" for page, script, options in found
+        helps = {(script, None): text for script, text in zip(top, pool.map(help_text, top))}
+
+    def help_of(page, script, subcommand):
+        script = resolve(page, script)
+        if subcommand and re.search(rf"[{{,]{subcommand}[,}}]", helps[script, None]):   # argparse's {train,report}
+            return helps.setdefault((script, subcommand), help_text(script, subcommand))
+        return helps[script, None]
+    unknown = [f"{page.relative_to(ROOT)}: python {script} {option}" for page, script, subcommand, options in found
                for option in options if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])",
-                                                      helps[resolve(page, script)])]
+                                                      help_of(page, script, subcommand))]
     assert not unknown, f"options the script's --help does not list: {unknown}"
 
 
