@@ -155,17 +155,15 @@ def gif_path(text):
     return path
 
 
-def write_gif(path, frames, seconds_per_frame, width=None, max_frames=400):
+def write_gif(path, frames, seconds_per_frame, max_frames=400):
     """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
     recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
-    `max_frames`; frames wider than `width` pixels are shrunk; each frame gets a palette of its own colours."""
+    `max_frames`; each frame gets a palette of its own colours."""
     from PIL import Image                               # Pillow comes with matplotlib
     step = max(1, -(-len(frames) // max_frames))
     images = []
     for frame in frames[::step]:
         image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
-        if width is not None and image.width > width:
-            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.BILINEAR)
         images.append(image.convert("RGB").quantize(colors=64))
     duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
     atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
