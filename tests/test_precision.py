@@ -152,3 +152,21 @@ def test_the_shipped_a3c_agent_acts_the_same_in_bfloat16(a3c, recorded):
         model.load_weights(a3c.TRAINED)
     states = recorded.a3c_states(a3c, f32, 600, np.random.default_rng(0))
     assert_same_choices(f32(states, training=False)[0].numpy(), bf16(states, training=False)[0].numpy())
+
+
+def test_the_layer_benchmark_switches_exactly_the_layers_it_names(dqn):
+    """benchmarks/precision_layers.py times patterns such as "bbbf" by switching layers of the chapter's bfloat16
+    agent back to float32; a Keras that ignored the switch would make its table meaningless."""
+    layers_benchmark = load_module("benchmarks/precision_layers.py")
+    states = np.random.default_rng(0).random((4, 84, 84, 4)).astype(np.float32)
+    float32 = dqn.DQNAgent(memory_size=10, precision="float32")
+    for pattern in ("ffff", "bbbb", "fbbf", "bbbf"):
+        agent = layers_benchmark.agent_with(dqn, pattern)
+        for model in (agent.model, agent.target_model):
+            conv1, conv2, conv3, flatten, dense, head = (layer.compute_dtype for layer in model.layers)
+            expected = ["bfloat16" if mark == "b" else "float32" for mark in pattern]
+            assert [conv1, conv2, conv3, dense] == expected and flatten == conv3 and head == "float32"
+            assert {weight.dtype for weight in model.weights} == {"float32"}
+        agent.model.set_weights(float32.model.get_weights())
+        gap = np.abs(np.asarray(agent.model(states)) - np.asarray(float32.model(states))).max()
+        assert (gap == 0.0) if pattern == "ffff" else (0.0 < gap < 0.05)
