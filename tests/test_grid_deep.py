@@ -438,3 +438,15 @@ def test_play_with_a_window(tk_display):
     assert result.returncode == 0, result.stderr
     assert "no display" not in result.stdout
     assert "goal reached: 1 of 1" in result.stdout
+
+
+def test_closing_the_window_while_it_waits_goes_on_headless(sarsa, tk_display, capsys):
+    env = sarsa.Env(render=True, delay=60)               # a step would wait a minute if nothing released it
+    close_button = env.window.protocol("WM_DELETE_WINDOW")
+    env.window.tk.call("after", 10, close_button)       # what the window manager does on a click
+    env.reset()
+    env.step(RIGHT)
+    assert env.window is None and not env.rendering
+    assert "window closed: going on without rendering" in capsys.readouterr().out
+    env.step(DOWN)                                       # the world goes on, headless
+    env.close()

@@ -142,7 +142,7 @@ class Env:
         self.window = tk.Tk()
         self.window.title(TITLE)
         self.window.resizable(False, False)
-        self.window.protocol("WM_DELETE_WINDOW", self.close)   # closing the window: go on headless
+        self.window.protocol("WM_DELETE_WINDOW", self._on_close_button)
         self.canvas = tk.Canvas(self.window, bg="white", width=WIDTH * UNIT, height=HEIGHT * UNIT,
                                 highlightthickness=0)
         for column in range(1, WIDTH):
@@ -186,7 +186,12 @@ class Env:
             self.window.wait_variable(self._tick)
             self._pending = None
 
-    # Close the window (also what its close button does); the world goes on headless.
+    # The user closed the window: training goes on headless and still saves its weights at the end.
+    def _on_close_button(self):
+        print("window closed: going on without rendering")
+        self.close()
+
+    # Close the window; the world goes on headless.
     def close(self):
         if self.window is None:
             return
