@@ -9,6 +9,7 @@ the share that agrees, the largest change of a Q-value (DQN) or probability (A3C
 close the two best float32 choices were. The test suite holds the same comparison on fewer states.
 
     python benchmarks/precision_agreement.py --updates 2000   # training: same start, same minibatches, both precisions
+    python benchmarks/precision_agreement.py --gradients 200 [--weights FILE]   # one gradient, both precisions
 """
 import argparse
 import os
@@ -55,11 +56,8 @@ def compare(name, outputs32, outputs16):
           f"{gaps.max() if len(gaps) else 0:.4f} at most")
 
 
-def same_updates(dqn, updates, rng):
-    """From the same first weights, the same minibatches in both precisions: how far apart do two Breakout DQNs
-    drift, in their Q-values and their losses, as they train? (Real frames: the shipped agent plays 3000 steps
-    into a replay memory, with its rewards; training starts from fresh seeded networks.)"""
-    import keras
+def teacher_memory(dqn):
+    """A replay memory of real frames: the shipped agent plays 3000 steps (5 % random) into it, with its rewards."""
     teacher = dqn.DQNAgent(memory_size=1)
     teacher.model.load_weights(dqn.TRAINED)
     teacher.epsilon = 0.05
@@ -80,6 +78,15 @@ def same_updates(dqn, updates, rng):
             history = dqn.new_history(frame)
             memory.start_history(frame)
     env.close()
+    return memory
+
+
+def same_updates(dqn, updates, rng):
+    """From the same first weights, the same minibatches in both precisions: how far apart do two Breakout DQNs
+    drift, in their Q-values and their losses, as they train? (Real frames from teacher_memory; training starts
+    from fresh seeded networks.)"""
+    import keras
+    memory = teacher_memory(dqn)
     np.random.seed(1)
     batches = [memory.sample(32) for _ in range(updates)]
     probe = dqn.to_network_input(memory.stacks(np.arange(100, 600)))
@@ -101,17 +108,76 @@ def same_updates(dqn, updates, rng):
                   f"{np.abs(q['float32'] - q['bfloat16']).mean():.4f} |", flush=True)
 
 
+def gradient_of(dqn, agent, batch):
+    """The gradient that the chapter's train_step would apply (same targets, same Huber loss), flattened, per layer."""
+    import tensorflow as tf
+    states, actions, rewards, next_states, deads = (tf.constant(x) for x in batch)
+    next_q = agent.target_model(dqn.to_network_input(next_states), training=False)
+    targets = dqn.dqn_targets(rewards, deads, next_q, agent.discount_factor)
+    with tf.GradientTape() as tape:
+        q_values = agent.model(dqn.to_network_input(states), training=True)
+        chosen_q = tf.reduce_sum(q_values * tf.one_hot(actions, agent.action_size), axis=1)
+        loss = dqn.huber_loss(targets, chosen_q)
+    return [g.numpy().ravel() for g in tape.gradient(loss, agent.model.trainable_variables)]
+
+
+def same_gradients(dqn, count, weights):
+    """Same weights, same minibatch: how far is bfloat16's gradient from float32's, next to how far the gradients
+    of two different minibatches are from each other anyway (the noise that SGD lives with)?"""
+    memory = teacher_memory(dqn)
+    np.random.seed(2)
+    batches = [memory.sample(32) for _ in range(count + 1)]
+    agents = {}
+    for precision in ("float32", "bfloat16"):
+        agents[precision] = dqn.DQNAgent(memory_size=1, precision=precision)
+        dqn.load_weights(agents[precision].model, weights, "give --weights a Breakout DQN weights file")
+        agents[precision].update_target_model()
+    cosine = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))   # noqa: E731
+    names = [v.path for v in agents["float32"].model.trainable_variables]
+    layer_error, same, other, norm_ratio = [], [], [], []
+    previous, sums = None, {"float32": 0, "bfloat16": 0}
+    for index, batch in enumerate(batches):
+        g32, g16 = gradient_of(dqn, agents["float32"], batch), gradient_of(dqn, agents["bfloat16"], batch)
+        if index < count:
+            sums["float32"] = [s + g for s, g in zip(sums["float32"] or [0] * len(g32), g32)]
+            sums["bfloat16"] = [s + g for s, g in zip(sums["bfloat16"] or [0] * len(g16), g16)]
+        flat32, flat16 = np.concatenate(g32), np.concatenate(g16)
+        layer_error.append([np.linalg.norm(a - b) / (np.linalg.norm(a) + 1e-30) for a, b in zip(g32, g16)])
+        same.append(cosine(flat32, flat16))
+        norm_ratio.append(np.linalg.norm(flat16) / np.linalg.norm(flat32))
+        if previous is not None:
+            other.append(cosine(flat32, previous))
+        previous = flat32
+    same, other, layer_error = np.array(same[:count]), np.array(other), np.array(layer_error[:count])
+    print(f"  {weights}: {count} minibatches of 32 (real frames), gradients of the same weights")
+    print(f"  cosine(float32, bfloat16), same minibatch: median {np.median(same):.4f}, lowest {same.min():.4f}; "
+          f"norm bfloat16 / float32: median {np.median(norm_ratio):.4f}")
+    print(f"  cosine(float32, float32), two different minibatches: median {np.median(other):.4f}, "
+          f"highest {other.max():.4f}")
+    print(f"  relative error |g16 - g32| / |g32| per variable: one minibatch, median (largest); the mean gradient "
+          f"over the {count} (an error that only adds noise shrinks here, a bias would not)")
+    for name, column, mean32, mean16 in zip(names, layer_error.T, sums["float32"], sums["bfloat16"]):
+        bias = np.linalg.norm(mean16 - mean32) / (np.linalg.norm(mean32) + 1e-30)
+        print(f"    {name.split('/', 1)[-1]:16s} {np.median(column):.4f} ({column.max():.4f})   mean gradient {bias:.4f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--states", type=int, default=2000)
     parser.add_argument("--updates", type=int, default=0,
                         help="instead: train two fresh DQNs, one per precision, on the same N minibatches")
+    parser.add_argument("--gradients", type=int, default=0,
+                        help="instead: compare the two precisions' gradients of the same weights on N minibatches")
+    parser.add_argument("--weights", default=None, help="with --gradients: a Breakout DQN weights file "
+                                                          "(default: the shipped agent)")
     args = parser.parse_args()
     print(f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(default)')}")
     rng = np.random.default_rng(0)
     dqn = load_module("3-atari/1-breakout-dqn/breakout_dqn.py")
     if args.updates:
         return same_updates(dqn, args.updates, rng)
+    if args.gradients:
+        return same_gradients(dqn, args.gradients, args.weights or dqn.TRAINED)
     agents = {p: dqn.DQNAgent(memory_size=1, precision=p) for p in ("float32", "bfloat16")}
     for agent in agents.values():
         agent.model.load_weights(dqn.TRAINED)
