@@ -135,20 +135,23 @@ def same_gradients(dqn, count, weights):
     cosine = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))   # noqa: E731
     names = [v.path for v in agents["float32"].model.trainable_variables]
     layer_error, same, other, norm_ratio = [], [], [], []
-    previous, sums = None, {"float32": 0, "bfloat16": 0}
+    previous, sum32, sum16 = None, None, None
     for index, batch in enumerate(batches):
-        g32, g16 = gradient_of(dqn, agents["float32"], batch), gradient_of(dqn, agents["bfloat16"], batch)
-        if index < count:
-            sums["float32"] = [s + g for s, g in zip(sums["float32"] or [0] * len(g32), g32)]
-            sums["bfloat16"] = [s + g for s, g in zip(sums["bfloat16"] or [0] * len(g16), g16)]
-        flat32, flat16 = np.concatenate(g32), np.concatenate(g16)
-        layer_error.append([np.linalg.norm(a - b) / (np.linalg.norm(a) + 1e-30) for a, b in zip(g32, g16)])
-        same.append(cosine(flat32, flat16))
-        norm_ratio.append(np.linalg.norm(flat16) / np.linalg.norm(flat32))
+        g32 = gradient_of(dqn, agents["float32"], batch)
+        flat32 = np.concatenate(g32)
         if previous is not None:
             other.append(cosine(flat32, previous))
         previous = flat32
-    same, other, layer_error = np.array(same[:count]), np.array(other), np.array(layer_error[:count])
+        if index == count:                          # the last minibatch only serves the comparison above
+            break
+        g16 = gradient_of(dqn, agents["bfloat16"], batch)
+        flat16 = np.concatenate(g16)
+        sum32 = g32 if sum32 is None else [s + g for s, g in zip(sum32, g32)]
+        sum16 = g16 if sum16 is None else [s + g for s, g in zip(sum16, g16)]
+        layer_error.append([np.linalg.norm(a - b) / (np.linalg.norm(a) + 1e-30) for a, b in zip(g32, g16)])
+        same.append(cosine(flat32, flat16))
+        norm_ratio.append(np.linalg.norm(flat16) / np.linalg.norm(flat32))
+    same, other, layer_error = np.array(same), np.array(other), np.array(layer_error)
     print(f"  {weights}: {count} minibatches of 32 (real frames), gradients of the same weights")
     print(f"  cosine(float32, bfloat16), same minibatch: median {np.median(same):.4f}, lowest {same.min():.4f}; "
           f"norm bfloat16 / float32: median {np.median(norm_ratio):.4f}")
@@ -156,7 +159,7 @@ def same_gradients(dqn, count, weights):
           f"highest {other.max():.4f}")
     print(f"  relative error |g16 - g32| / |g32| per variable: one minibatch, median (largest); the mean gradient "
           f"over the {count} (an error that only adds noise shrinks here, a bias would not)")
-    for name, column, mean32, mean16 in zip(names, layer_error.T, sums["float32"], sums["bfloat16"]):
+    for name, column, mean32, mean16 in zip(names, layer_error.T, sum32, sum16):
         bias = np.linalg.norm(mean16 - mean32) / (np.linalg.norm(mean32) + 1e-30)
         print(f"    {name.split('/', 1)[-1]:16s} {np.median(column):.4f} ({column.max():.4f})   mean gradient {bias:.4f}")
 
