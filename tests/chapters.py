@@ -8,6 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 _loaded = {}
+FOLDER_MODULES = ("environment", "plumbing")     # module names that several chapter folders have a file of
 
 
 def load_module(relpath):
@@ -17,8 +18,9 @@ def load_module(relpath):
         return _loaded[path]
     name = "chapter_" + re.sub(r"\W", "_", str(Path(relpath).with_suffix("")))
     folder = str(path.parent)
-    # Every grid-world chapter has its own environment.py: forget the previous chapter's one.
-    sys.modules.pop("environment", None)
+    # Every chapter folder has its own environment.py and plumbing.py: forget the previous chapter's ones.
+    for shared_name in FOLDER_MODULES:
+        sys.modules.pop(shared_name, None)
     sys.path.insert(0, folder)
     try:
         spec = importlib.util.spec_from_file_location(name, path)
@@ -27,6 +29,7 @@ def load_module(relpath):
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(folder)
-        sys.modules.pop("environment", None)
+        for shared_name in FOLDER_MODULES:
+            sys.modules.pop(shared_name, None)
     _loaded[path] = module
     return module
