@@ -1,63 +1,202 @@
-"""The plumbing block: where chapters share a job (saving, loading, signals, display check, TensorBoard, graphs,
-argument types), the code that does it is the same text in every chapter that has it.
+"""Every agent script is the chapter; the jobs every chapter shares live in one plumbing.py per folder.
 
-Data-driven: every function or class defined after the plumbing banner in any chapter script is collected, and
-each name must have byte-identical source in every script that defines it there. Adding a function to one
-chapter's block is fine; changing it in one chapter only is not. Chapter folders stay standalone, so these
-identical copies are deliberate.
+- The copies of plumbing.py are the same bytes in every chapter folder (compared by hash), so a folder copied
+  alone still runs and no copy drifts.
+- No chapter file defines (or assigns) a name that plumbing.py defines, nor a function whose body is one of
+  plumbing's under another name: the copy that runs is always plumbing's.
+- Agent scripts do no plumbing job themselves, read in the book's order (the training loop before the command
+  line, playing after training, main last) and stay within their line budgets.
+- Inside a folder no two modules import each other (no circles), plumbing.py imports no chapter file and starts
+  without TensorFlow, matplotlib or Pillow.
 """
 import ast
-from collections import defaultdict
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
-BANNER = "# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----"
-CHAPTER_SCRIPTS = sorted(p for folder in ("1-grid-world", "2-cartpole", "3-atari") for p in (ROOT / folder).glob("*/*.py")
-                         if p.name not in ("environment.py",))
+# Each chapter's agent script, the top-level definition that holds its training (or solving) loop, and its budget
+# of non-blank lines (docstring included): about 1.3-2 times the book's own file.
+AGENT_SCRIPTS = {
+    "1-grid-world/1-policy-iteration/policy_iteration.py": ("solve", 160),
+    "1-grid-world/2-value-iteration/value_iteration.py": ("solve", 150),
+    "1-grid-world/3-monte-carlo/mc_agent.py": ("train", 130),
+    "1-grid-world/4-sarsa/sarsa_agent.py": ("train", 120),
+    "1-grid-world/5-q-learning/q_learning_agent.py": ("train", 120),
+    "1-grid-world/6-deep-sarsa/deep_sarsa_agent.py": ("train", 220),
+    "1-grid-world/7-reinforce/reinforce_agent.py": ("train", 220),
+    "2-cartpole/1-dqn/cartpole_dqn.py": ("train", 230),
+    "2-cartpole/2-actor-critic/cartpole_a2c.py": ("train", 220),
+    "3-atari/1-breakout-dqn/breakout_dqn.py": ("train", 340),
+    "3-atari/2-breakout-a3c/breakout_a3c.py": ("Agent", 400),      # the actor-learner thread's loop
+}
+FOLDERS = sorted({(ROOT / script).parent for script in AGENT_SCRIPTS})
+PLUMBING = ROOT / "1-grid-world/1-policy-iteration/plumbing.py"
+CHAPTER_FILES = sorted(path for folder in FOLDERS for path in folder.glob("*.py") if path.name != "plumbing.py")
+# Jobs that belong to plumbing.py, never to an agent script (what each marker gives away).
+PLUMBING_JOBS = {"signal.signal(": "installs signal handlers", "os.replace(": "writes files atomically",
+                 "tempfile": "checks folders", "ArgumentTypeError": "checks argument values",
+                 "matplotlib": "draws graphs", "from PIL": "writes images", "/proc/cpuinfo": "reads CPU flags"}
 
 
-def plumbing_definitions(path):
-    """{name: source} of the top-level functions and classes below the banner of one script."""
-    text = path.read_text(encoding="utf-8")
-    if BANNER not in text:
-        return {}
-    lines = text.splitlines()
-    first = lines.index(BANNER) + 1                         # the block: from the banner to the next heading
-    last = next((i for i in range(first, len(lines)) if lines[i].startswith("# ---- ")), len(lines))
-    tree = ast.parse(text)
-    return {node.name: ast.get_source_segment(text, node) for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and first < node.lineno <= last}
+def relative(path):
+    return Path(path).relative_to(ROOT).as_posix()
 
 
-def collected():
-    sources = defaultdict(dict)                    # name -> {script: source}
-    for path in CHAPTER_SCRIPTS:
-        for name, source in plumbing_definitions(path).items():
-            sources[name][path.relative_to(ROOT).as_posix()] = source
-    return sources
+def top_level(tree):
+    """{name: node} of the module's top-level functions and classes."""
+    return {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
 
-SHARED = {name: scripts for name, scripts in collected().items() if len(scripts) > 1}
+def plumbing_tree():
+    return ast.parse(PLUMBING.read_text(encoding="utf-8"))
 
 
-def test_the_block_exists_in_every_training_script():
-    training = [p for p in CHAPTER_SCRIPTS if not p.name.startswith("play_") and p.name not in ("turns.py",)]
-    missing = [p.relative_to(ROOT).as_posix() for p in training if BANNER not in p.read_text(encoding="utf-8")]
-    assert not missing, f"no plumbing block in {missing}"
-    for name in ("atomic_write", "StopFlag", "positive_int"):
-        assert len(SHARED.get(name, {})) >= 5, f"{name} is shared by too few chapters"
+def plumbing_names():
+    tree = plumbing_tree()
+    names = set(top_level(tree))
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+    return names
 
 
-@pytest.mark.parametrize("name", sorted(SHARED))
-def test_each_shared_piece_is_the_same_text_everywhere(name):
-    scripts = SHARED[name]
-    reference_script, reference = next(iter(scripts.items()))
-    different = [script for script, source in scripts.items() if source != reference]
-    assert not different, f"{name} in {different} differs from {reference_script}"
+def body_shape(function):
+    """A function's body with names kept, docstring and position dropped: equal shapes are copies."""
+    body = function.body[1:] if ast.get_docstring(function) else function.body
+    return ast.dump(ast.Module(body=body, type_ignores=[]), annotate_fields=False)
+
+
+def test_every_chapter_folder_has_the_same_plumbing():
+    hashes = {}
+    for folder in FOLDERS:
+        path = folder / "plumbing.py"
+        assert path.is_file(), f"no plumbing.py in {relative(folder)}"
+        hashes[relative(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    reference = hashes[relative(PLUMBING)]
+    different = sorted(path for path, digest in hashes.items() if digest != reference)
+    assert not different, f"{different} differ from {relative(PLUMBING)}: copy it to every folder"
+
+
+@pytest.mark.parametrize("path", CHAPTER_FILES, ids=relative)
+def test_no_chapter_file_defines_a_plumbing_job_again(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = plumbing_names()
+    shapes = {body_shape(node): name for name, node in top_level(plumbing_tree()).items()
+              if isinstance(node, ast.FunctionDef) and len(node.body) > 2}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            assert node.name not in names, f"{relative(path)}:{node.lineno} defines {node.name}, a plumbing job"
+            if isinstance(node, ast.FunctionDef):
+                copied = shapes.get(body_shape(node))
+                assert copied is None, f"{relative(path)}:{node.lineno} {node.name} is plumbing's {copied} renamed"
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                assert not (isinstance(target, ast.Name) and target.id in names and target.id != "__doc__"), \
+                    f"{relative(path)}:{node.lineno} assigns {target.id}, a plumbing name"
+        elif isinstance(node, ast.ImportFrom) and node.module != "plumbing":
+            clash = names & {alias.asname or alias.name for alias in node.names}
+            assert not clash, f"{relative(path)}:{node.lineno} imports {clash} from {node.module}, not plumbing"
+
+
+@pytest.mark.parametrize("script", sorted(AGENT_SCRIPTS))
+def test_agent_script_does_no_plumbing_job_itself(script):
+    text = (ROOT / script).read_text(encoding="utf-8")
+    found = {marker: job for marker, job in PLUMBING_JOBS.items() if marker in text}
+    assert not found, f"{script} {', '.join(found.values())} ({', '.join(found)}): that is plumbing.py's job"
+    assert "from plumbing import" in text
+
+
+@pytest.mark.parametrize("script", sorted(AGENT_SCRIPTS))
+def test_agent_script_reads_in_the_books_order(script):
+    """docstring, ..., the training loop, playing, the command line, main, and `if __name__` last."""
+    tree = ast.parse((ROOT / script).read_text(encoding="utf-8"))
+    assert ast.get_docstring(tree), f"{script} has no docstring naming its chapter"
+    order = list(top_level(tree))
+    loop = AGENT_SCRIPTS[script][0]
+    assert loop in order and "parse_args" in order and "main" in order, f"{script}: {order}"
+    assert order.index(loop) < order.index("parse_args"), f"{script}: the command line comes before {loop}"
+    for watching in ("play", "play_main"):
+        if watching in order:
+            assert order.index(loop) < order.index(watching) < order.index("parse_args"), \
+                f"{script}: {watching} must come after {loop} and before the command line"
+    assert order[-1] == "main", f"{script}: main must be the last definition, not {order[-1]}"
+    last = tree.body[-1]
+    assert isinstance(last, ast.If) and "__name__" in ast.unparse(last.test), f"{script} must end with main()"
+
+
+@pytest.mark.parametrize("script", sorted(AGENT_SCRIPTS))
+def test_agent_script_stays_within_its_line_budget(script):
+    lines = [line for line in (ROOT / script).read_text(encoding="utf-8").splitlines() if line.strip()]
+    budget = AGENT_SCRIPTS[script][1]
+    assert len(lines) <= budget, f"{script}: {len(lines)} non-blank lines, budget {budget}"
+    too_long = [number for number, line in enumerate(lines, 1) if len(line) > 120]
+    assert not too_long, f"{script}: lines longer than 120 characters (packed statements?) at {too_long}"
+
+
+def local_imports(path, local):
+    """Names of this folder's modules that `path` imports, anywhere in the file."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.add(node.module)
+    return imported & local
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=relative)
+def test_no_two_modules_of_a_folder_import_each_other(folder):
+    modules = {path.stem: path for path in folder.glob("*.py")}
+    graph = {name: local_imports(path, set(modules) - {name}) for name, path in modules.items()}
+    assert graph["plumbing"] == set(), f"plumbing.py imports {graph['plumbing']}"
+
+    def reaches(start, target, seen=()):
+        return any(after == target or (after not in seen and reaches(after, target, (*seen, after)))
+                   for after in graph[start])
+    circles = sorted(name for name in graph if reaches(name, name))
+    assert not circles, f"{relative(folder)}: an import circle through {circles} ({graph})"
+
+
+def test_plumbing_starts_without_heavy_libraries():
+    heavy = ("tensorflow", "keras", "matplotlib", "PIL", "h5py", "gymnasium")
+    code = (f"import sys; sys.path.insert(0, {str(PLUMBING.parent)!r}); import plumbing; "
+            f"print([name for name in {heavy!r} if name in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"importing plumbing.py loads {result.stdout.strip()}"
+
+
+def test_a_tabular_chapter_starts_without_tensorflow():
+    folder = ROOT / "1-grid-world/4-sarsa"
+    code = (f"import sys; sys.path.insert(0, {str(folder)!r}); import sarsa_agent; "
+            "print([name for name in ('tensorflow', 'keras', 'matplotlib') if name in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"importing sarsa_agent.py loads {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize("pair", [("1-grid-world/6-deep-sarsa", "1-grid-world/7-reinforce"),
+                                  ("2-cartpole/1-dqn", "2-cartpole/2-actor-critic")], ids=lambda p: p[0])
+def test_folders_of_one_world_share_its_environment(pair):
+    first, second = ((ROOT / folder / "environment.py").read_bytes() for folder in pair)
+    assert first == second, f"{pair[0]}/environment.py and {pair[1]}/environment.py differ"
+
+
+def test_the_repository_stays_a_readers_download():
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, timeout=60)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    sizes = {name: (ROOT / name).stat().st_size for name in listed.stdout.decode().split("\0")
+             if name and (ROOT / name).is_file()}
+    total = sum(sizes.values())
+    biggest = sorted(sizes, key=sizes.get)[-3:]
+    assert total <= 16 * 1024 * 1024, f"tracked files hold {total / 2 ** 20:.1f} MiB; the biggest: {biggest}"
 
 
 def test_no_script_raises_keyboard_interrupt_from_a_signal_handler():
-    for path in CHAPTER_SCRIPTS:
-        text = path.read_text(encoding="utf-8")
-        assert "raise KeyboardInterrupt" not in text, path
+    for path in [*CHAPTER_FILES, *(folder / "plumbing.py" for folder in FOLDERS)]:
+        assert "raise KeyboardInterrupt" not in path.read_text(encoding="utf-8"), relative(path)
