@@ -85,7 +85,7 @@ def screenshot_dp(folder, script, clicks):
     chapter = load_module(f"{folder}/{script}")
     agent = chapter.PolicyIteration(chapter.Env()) if hasattr(chapter, "PolicyIteration") else \
         chapter.ValueIteration(chapter.Env())
-    window = chapter.GraphicDisplay(agent)
+    window = load_module(f"{folder}/environment.py").GraphicDisplay(agent)
     for button in clicks:
         window.buttons[button].invoke()
     grab(window, ROOT / folder / "media" / "window.png")

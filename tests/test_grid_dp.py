@@ -1,6 +1,7 @@
 """Policy iteration and value iteration (1-grid-world/1-, 2-): the maths, the window, the command line,
 stopping by signal."""
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from conftest import ROOT, load_module, run_script
 
 PI_PATH = "1-grid-world/1-policy-iteration/policy_iteration.py"
 VI_PATH = "1-grid-world/2-value-iteration/value_iteration.py"
+PI_ENV_PATH = "1-grid-world/1-policy-iteration/environment.py"     # the world, its window and its pictures
+VI_ENV_PATH = "1-grid-world/2-value-iteration/environment.py"
 GAMMA = 0.9
 # The optimal values that the book's window shows once the values stop changing (gamma = 0.9, rewards +1 on
 # the circle and -1 on the triangles, 0 elsewhere), to 2 decimals, row by row.
@@ -175,8 +178,8 @@ def reward_labels(canvas):
 
 def test_policy_iteration_window(tk_display):
     module = load_module(PI_PATH)
-    module.random.seed(3)
-    display = module.GraphicDisplay(module.PolicyIteration(module.Env()))
+    random.seed(3)
+    display = load_module(PI_ENV_PATH).GraphicDisplay(module.PolicyIteration(module.Env()))
     try:
         display.move_delay_ms = 1
         assert display.title() == "Policy Iteration"
@@ -217,8 +220,8 @@ def test_policy_iteration_window(tk_display):
 
 def test_value_iteration_window(tk_display):
     module = load_module(VI_PATH)
-    module.random.seed(5)
-    display = module.GraphicDisplay(module.ValueIteration(module.Env()))
+    random.seed(5)
+    display = load_module(VI_ENV_PATH).GraphicDisplay(module.ValueIteration(module.Env()))
     try:
         display.move_delay_ms = 1
         assert display.title() == "Value Iteration"
@@ -286,7 +289,10 @@ def test_help_and_bad_flags(path):
     assert result.returncode == 2
     assert "unrecognized arguments" in result.stderr and "Traceback" not in result.stderr
     result = run_script(path, "--seed", "abc", timeout=60)
-    assert result.returncode == 2 and "invalid int value" in result.stderr
+    assert result.returncode == 2 and "argument --seed: must be an integer, got 'abc'" in result.stderr
+    result = run_script(path, "--seed", "-1", timeout=60)          # numpy takes 0 .. 2**32 - 1 only
+    assert result.returncode == 2 and "argument --seed: must be between 0 and 2**32 - 1" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("path", [PI_PATH, VI_PATH])

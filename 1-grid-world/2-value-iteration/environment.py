@@ -1,10 +1,15 @@
 """The 5x5 grid world of the value-iteration chapter.
 
-Two parts, as in the book:
+The book's two parts:
 - ``Env``: the world's model (rewards and deterministic transitions) that dynamic programming reads.
   It has no window, so the maths runs anywhere.
 - ``GraphicDisplay``: the tkinter window with the buttons Calculate / Print Policy / Move / Clear. Calculate
   does one sweep of value iteration; Print Policy draws the greedy actions; Move walks the agent.
+
+and what this repository adds around them:
+- the text and pictures of a solution: the value table and policy that the headless run prints, and the
+  greedy path that --record draws without a window (``grid_picture``, ``grid_animation``).
+- the window's life: ``open_window`` (or a one-line note where none can open), ``close_on_stop``.
 
 States are [row, col]; (0, 0) is the top-left cell. Actions: 0 up, 1 down, 2 left, 3 right.
 """
@@ -13,6 +18,8 @@ try:
     import tkinter as tk
 except ImportError:          # a Python built without Tk: the maths and the headless run still work
     tk = None
+
+from plumbing import write_gif
 
 WIDTH, HEIGHT = 5, 5                       # cells
 UNIT = 100                                 # pixels per cell
@@ -180,3 +187,104 @@ class GraphicDisplay(tk.Tk if tk is not None else object):
         self.canvas.create_line(cx + dcol * ARROW_FROM, cy + drow * ARROW_FROM,
                                 cx + dcol * ARROW_TO, cy + drow * ARROW_TO,
                                 arrow=tk.LAST, width=2, tags=("arrow", f"arrow-{row}-{col}-{action}"))
+
+
+# ---- the text and pictures of a solution: what the headless run prints and --record saves ----
+ARROWS = "↑↓←→"
+
+
+def format_values(value_table):
+    return "\n".join(" ".join(f"{value:5.2f}" for value in row) for row in value_table)
+
+
+def format_policy(env, best_actions_of):
+    """One cell per column: the arrows of the best actions, G for the goal."""
+    rows = []
+    for row in range(env.height):
+        cells = []
+        for col in range(env.width):
+            actions = best_actions_of([row, col])
+            cells.append("G" if env.is_terminal([row, col]) else "".join(ARROWS[a] for a in actions))
+        rows.append(" ".join(f"{cell:<4}" for cell in cells))
+    return "\n".join(rows)
+
+
+def greedy_path(env, best_actions_of):
+    """From the top-left cell, always the first best action, until the goal or a cell seen before (a policy
+    that comes back to a cell would loop for ever). Cells are [row, col]."""
+    state, path = [0, 0], [[0, 0]]
+    while not env.is_terminal(state):
+        state = env.state_after_action(state, best_actions_of(state)[0])
+        if state in path:
+            return path + [state], "loops"
+        path.append(state)
+    return path, f"reaches the circle in {len(path) - 1} moves"
+
+
+def show_greedy_path(env, best_actions_of, record):
+    """Print the greedy path; with --record, also save it as an animated GIF (drawn without a window)."""
+    path, ending = greedy_path(env, best_actions_of)
+    print("greedy path from the start (row, col): " + " -> ".join(f"({row}, {col})" for row, col in path)
+          + f": {ending}")
+    if record is not None:
+        cells = [[col, row] for row, col in path]                   # the picture takes [x, y]
+        write_gif(record, grid_animation(cells, GOAL[::-1], [[cell[::-1] for cell in TRIANGLES]] * len(cells)),
+                  seconds_per_frame=0.1)
+
+
+def grid_picture(agent, goal, triangles, columns=5, rows=5, unit=60):
+    """The grid world drawn with Pillow from [x, y] cells, no window needed (what --record saves): the agent a
+    red square, the goal a yellow circle, the triangles blue, on white cells with black lines, as in the window."""
+    from PIL import Image, ImageDraw
+    image = Image.new("RGB", (columns * unit + 1, rows * unit + 1), "white")
+    draw = ImageDraw.Draw(image)
+    for line in range(columns + 1):
+        draw.line([(line * unit, 0), (line * unit, rows * unit)], fill="black")
+    for line in range(rows + 1):
+        draw.line([(0, line * unit), (columns * unit, line * unit)], fill="black")
+    for x, y in triangles:
+        left, top = x * unit, y * unit
+        draw.polygon([(left + unit / 2, top + unit / 5), (left + unit / 5, top + 4 * unit / 5),
+                      (left + 4 * unit / 5, top + 4 * unit / 5)], fill="#3c8dbc", outline="black")
+    x, y = goal
+    draw.ellipse([x * unit + unit / 5, y * unit + unit / 5, (x + 1) * unit - unit / 5, (y + 1) * unit - unit / 5],
+                 fill="#f0c419", outline="black")
+    x, y = agent
+    draw.rectangle([x * unit + unit / 4, y * unit + unit / 4, (x + 1) * unit - unit / 4, (y + 1) * unit - unit / 4],
+                   fill="#e74c3c", outline="black")
+    return image
+
+
+def grid_animation(cells, goal, triangles, per_move=4):
+    """Frames of a walk through the grid world: the agent at cells[i] and the triangles at triangles[i] after
+    step i, sliding from one step to the next in `per_move` frames, then resting on the last step a moment."""
+    def between(a, b, share):
+        return [a[0] + share * (b[0] - a[0]), a[1] + share * (b[1] - a[1])]
+    frames = []
+    for i in range(len(cells) - 1):
+        for part in range(per_move):
+            shapes = [between(a, b, part / per_move) for a, b in zip(triangles[i], triangles[i + 1])]
+            frames.append(grid_picture(between(cells[i], cells[i + 1], part / per_move), goal, shapes))
+    return frames + [grid_picture(cells[-1], goal, triangles[-1])] * (2 * per_move)
+
+
+# ---- the window's life: open it where one can open, close it on Ctrl-C or kill ----
+def open_window(agent):
+    """The book's window for `agent`, or None after a one-line note where no window can open."""
+    if tk is None:
+        print("this Python has no tkinter: running headless (see the README's troubleshooting)")
+        return None
+    try:
+        return GraphicDisplay(agent)
+    except tk.TclError as error:            # DISPLAY names a screen, but none answers there
+        print(f"cannot open a window ({error}): running headless")
+        return None
+
+
+# Tk's mainloop waits inside Tcl, where Python's signal handlers do not run until some event comes: a timer
+# every 100 ms lets them run, and closes the window once Ctrl-C or kill has raised the stop flag.
+def close_on_stop(window, stop, every_ms=100):
+    if stop.requested:
+        window.destroy()
+    else:
+        window.after(every_ms, close_on_stop, window, stop, every_ms)
