@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-AGENTS = {   # name: (script, agent class, how to get the greedy path from the trained agent)
-    "monte carlo": ("1-grid-world/3-monte-carlo/mc_agent.py", "MCAgent", lambda m, a, e: m.greedy_path(a, e)),
-    "sarsa": ("1-grid-world/4-sarsa/sarsa_agent.py", "SARSAgent", lambda m, a, e: m.greedy_path(a.q_table, e)),
+AGENTS = {   # name: (script, agent class, the trained agent's greedy action in a state, as the script walks it)
+    "monte carlo": ("1-grid-world/3-monte-carlo/mc_agent.py", "MCAgent",
+                    lambda agent: lambda state: int(np.argmax(agent.possible_next_state(state)))),
+    "sarsa": ("1-grid-world/4-sarsa/sarsa_agent.py", "SARSAgent",
+              lambda agent: lambda state: int(np.argmax(agent.q_table[state[1], state[0]]))),
     "q-learning": ("1-grid-world/5-q-learning/q_learning_agent.py", "QLearningAgent",
-                   lambda m, a, e: m.greedy_path(a.q_table, e)),
+                   lambda agent: lambda state: int(np.argmax(agent.q_table[state[1], state[0]]))),
 }
 
 
@@ -28,10 +30,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import load_module as load  # noqa: E402  (the tests' loader: chapter file by path)
 
 
-def run(module, agent_class, seed, episodes):
+def run(module, world, agent_class, seed, episodes):
     random.seed(seed)                       # the scripts' seeding block
     np.random.seed(seed)
-    env = module.Env()
+    env = world.Env()
     agent = getattr(module, agent_class)(actions=list(range(env.n_actions)))
     steps = 0
     step = env.step
@@ -53,12 +55,13 @@ def main():
     parser.add_argument("--episodes", type=int, default=1000)
     args = parser.parse_args()
     print(f"{args.episodes} headless episodes per run, seeds {args.seeds}")
-    for name, (script, agent_class, greedy_path) in AGENTS.items():
+    for name, (script, agent_class, greedy_action) in AGENTS.items():
         module = load(script)
+        world = load(str(Path(script).with_name("environment.py")))     # the world, and its greedy_path
         times, all_steps, lengths = [], [], []
         for seed in args.seeds:
-            seconds, steps, env, agent = run(module, agent_class, seed, args.episodes)
-            path, ending = greedy_path(module, agent, env)
+            seconds, steps, env, agent = run(module, world, agent_class, seed, args.episodes)
+            path, ending = world.greedy_path(env, greedy_action(agent))
             times.append(seconds)
             all_steps.append(steps)
             lengths.append(len(path) - 1 if ending.startswith("reaches the circle") else None)

@@ -180,7 +180,7 @@ def test_record_is_refused_in_one_line_without_play_or_gif(script, tmp_path, cap
 
 
 def test_the_grid_picture_draws_the_world_from_cells():
-    sarsa = load_module("1-grid-world/4-sarsa/sarsa_agent.py")
+    sarsa = load_module("1-grid-world/4-sarsa/environment.py")
     image = sarsa.grid_picture([0, 0], [2, 2], [[2, 1], [1, 2]])
     unit = 60
     assert image.size == (5 * unit + 1, 5 * unit + 1)

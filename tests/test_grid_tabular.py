@@ -7,6 +7,7 @@ would run them.
 import os
 import random
 import signal
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -32,18 +33,26 @@ def chapter(name):
     return module, getattr(module, agent_class), table_name, title
 
 
+def world(name):
+    """The chapter's environment.py: the world, its window, make_env and the greedy walk."""
+    return load_module(str(Path(CHAPTERS[name][0]).with_name("environment.py")))
+
+
 def new_agent(name, **hyperparameters):
     module, agent_class, _, _ = chapter(name)
     return module, agent_class(actions=[UP, DOWN, LEFT, RIGHT], **hyperparameters)
 
 
 def greedy_path_of_table(name, table):
-    module, agent = new_agent(name)
-    env = module.Env()
+    """The greedy walk of a saved table (the first best action on ties): for MC the look-ahead on V."""
+    environment = world(name)
     if name == "mc":
+        _, agent = new_agent(name)
         agent.value_table = table
-        return module.greedy_path(agent, env)
-    return module.greedy_path(table, env)
+        best_action = lambda state: int(np.argmax(agent.possible_next_state(state)))    # noqa: E731
+    else:
+        best_action = lambda state: int(np.argmax(table[state[1], state[0]]))            # noqa: E731
+    return environment.greedy_path(environment.Env(), best_action)
 
 
 # ---------------------------------------------------------------- the world
@@ -57,7 +66,7 @@ def test_environment_files_are_the_same_but_for_the_title():
 
 
 def test_env_dynamics():
-    env = chapter("sarsa")[0].Env()
+    env = world("sarsa").Env()
     assert env.reset() == [0, 0]
     assert env.step(UP) == ([0, 0], 0, False)           # bumping into the border: stay put
     assert env.step(LEFT) == ([0, 0], 0, False)
@@ -71,6 +80,25 @@ def test_env_dynamics():
     assert env.reward_and_done([2, 1]) == (-100, True)  # the other triangle: row 1, column 2
     assert env.state_after_action([4, 4], RIGHT) == [4, 4]
     assert env.state_after_action([4, 4], DOWN) == [4, 4]
+
+
+def test_greedy_walk_says_how_it_ends(capsys):
+    environment = world("sarsa")
+    env = environment.Env()
+    along_row_0 = lambda state: RIGHT if state[0] < 2 else DOWN                  # noqa: E731
+    assert environment.greedy_path(env, along_row_0) == ([[0, 0], [1, 0], [2, 0], [2, 1]],
+                                                         "ends on a triangle in 3 moves")
+    assert environment.greedy_path(env, lambda state: UP) == ([[0, 0], [0, 0]], "loops")   # into the border
+
+    def around_the_triangles(state):                     # down column 0 to row 3, right to column 2, up
+        x, y = state
+        if x == 0 and y < 3:
+            return DOWN
+        return RIGHT if y == 3 and x < 2 else UP
+
+    environment.show_greedy_path(env, around_the_triangles)
+    assert capsys.readouterr().out == ("greedy path from the start (row, col): (0, 0) -> (1, 0) -> (2, 0) -> (3, 0)"
+                                       " -> (3, 1) -> (3, 2) -> (2, 2): reaches the circle in 6 moves\n")
 
 
 # ---------------------------------------------------------------- update rules, by hand
@@ -323,7 +351,7 @@ def canvas_texts(env):
 def test_window_shows_q_values_of_visited_cells(name, tk_display):
     module, agent = new_agent(name)
     random.seed(3)
-    env = module.Env(render=True, delay=0)
+    env = world(name).Env(render=True, delay=0)
     try:
         assert env.window.title() == CHAPTERS[name][3]
         canvas = env.canvas
@@ -355,7 +383,7 @@ def test_window_shows_q_values_of_visited_cells(name, tk_display):
 def test_window_shows_mc_values(tk_display):
     module, agent = new_agent("mc")
     random.seed(3)
-    env = module.Env(render=True, delay=0)
+    env = world("mc").Env(render=True, delay=0)
     try:
         assert env.window.title() == "monte carlo"
         module.train(env, agent, 5, NEVER, quiet=True)
@@ -367,8 +395,7 @@ def test_window_shows_mc_values(tk_display):
 
 
 def test_closing_the_window_while_it_waits_goes_on_headless(tk_display, capsys):
-    module = chapter("sarsa")[0]
-    env = module.Env(render=True, delay=60)              # a step would wait a minute if nothing released it
+    env = world("sarsa").Env(render=True, delay=60)              # a step would wait a minute if nothing released it
     close_button = env.window.protocol("WM_DELETE_WINDOW")
     env.window.tk.call("after", 10, close_button)       # what the window manager does on a click
     assert env.step(RIGHT) == ([1, 0], 0, False)

@@ -9,6 +9,10 @@ sleeps. `Env(render=True)` also opens a Tk window that shows the agent moving an
 `print_value_all`, the agent's table: a Q table as four numbers near the edges of every visited cell
 (up, down, left, right), a V table as one number per visited cell.
 
+At the end: `make_env` (the world with its window where one can open, else headless after a one-line note);
+`grid_picture` / `grid_animation`, the world drawn with Pillow, no window needed, for the GIF of --record;
+`greedy_path` / `show_greedy_path`, the walk of a learned greedy policy from the start, printed after training.
+
 This file is the same in 3-monte-carlo, 4-sarsa and 5-q-learning except for TITLE (a test checks it),
 so that each folder stays standalone without the copies drifting apart.
 """
@@ -16,6 +20,8 @@ try:
     import tkinter as tk
 except ImportError:          # a Python built without Tk: the world still runs headless
     tk = None
+
+from plumbing import write_gif      # this folder's plumbing.py (the agent script put the folder on sys.path)
 
 TITLE = "Q Learning"
 
@@ -178,3 +184,77 @@ class Env:
             window.tk.call("after", "cancel", self._pending)
             self._tick.set(True)         # release a render() that is waiting
         window.destroy()
+
+
+# ---- making the world; drawing it without a window (what --record saves) ----
+
+# The world, with its window when asked. DISPLAY can name a screen that does not answer, and a Python can
+# lack Tk: then the run goes on headless after a one-line note.
+def make_env(render, delay):
+    if render:
+        try:
+            return Env(render=True, delay=delay)
+        except RuntimeError as error:
+            print(f"{error}: running headless")
+    return Env()
+
+
+def grid_picture(agent, goal, triangles, columns=5, rows=5, unit=60):
+    """The grid world drawn with Pillow from [x, y] cells, no window needed (what --record saves): the agent a
+    red square, the goal a yellow circle, the triangles blue, on white cells with black lines, as in the window."""
+    from PIL import Image, ImageDraw
+    image = Image.new("RGB", (columns * unit + 1, rows * unit + 1), "white")
+    draw = ImageDraw.Draw(image)
+    for line in range(columns + 1):
+        draw.line([(line * unit, 0), (line * unit, rows * unit)], fill="black")
+    for line in range(rows + 1):
+        draw.line([(0, line * unit), (columns * unit, line * unit)], fill="black")
+    for x, y in triangles:
+        left, top = x * unit, y * unit
+        draw.polygon([(left + unit / 2, top + unit / 5), (left + unit / 5, top + 4 * unit / 5),
+                      (left + 4 * unit / 5, top + 4 * unit / 5)], fill="#3c8dbc", outline="black")
+    x, y = goal
+    draw.ellipse([x * unit + unit / 5, y * unit + unit / 5, (x + 1) * unit - unit / 5, (y + 1) * unit - unit / 5],
+                 fill="#f0c419", outline="black")
+    x, y = agent
+    draw.rectangle([x * unit + unit / 4, y * unit + unit / 4, (x + 1) * unit - unit / 4, (y + 1) * unit - unit / 4],
+                   fill="#e74c3c", outline="black")
+    return image
+
+
+def grid_animation(cells, goal, triangles, per_move=4):
+    """Frames of a walk through the grid world: the agent at cells[i] and the triangles at triangles[i] after
+    step i, sliding from one step to the next in `per_move` frames, then resting on the last step a moment."""
+    def between(a, b, share):
+        return [a[0] + share * (b[0] - a[0]), a[1] + share * (b[1] - a[1])]
+    frames = []
+    for i in range(len(cells) - 1):
+        for part in range(per_move):
+            shapes = [between(a, b, part / per_move) for a, b in zip(triangles[i], triangles[i + 1])]
+            frames.append(grid_picture(between(cells[i], cells[i + 1], part / per_move), goal, shapes))
+    return frames + [grid_picture(cells[-1], goal, triangles[-1])] * (2 * per_move)
+
+
+# ---- watching what was learned: the greedy walk from the start ----
+
+# Follow best_action(state), a deterministic policy, from the start until the episode would end or a cell
+# repeats (a deterministic policy that comes back to a cell loops for ever): the cells walked, and how it ends.
+def greedy_path(env, best_action):
+    state, path = list(START), [list(START)]
+    while not env.reward_and_done(state)[1]:
+        state = env.state_after_action(state, best_action(state))
+        if state in path:
+            return path + [state], "loops"
+        path.append(state)
+    ending = "reaches the circle" if env.reward_and_done(state)[0] > 0 else "ends on a triangle"
+    return path, f"{ending} in {len(path) - 1} moves"
+
+
+def show_greedy_path(env, best_action, record=None):
+    """Print the greedy path from the start as (row, col) cells and how it ends; with `record` (a .gif path),
+    also write it as an animated GIF."""
+    path, ending = greedy_path(env, best_action)
+    print("greedy path from the start (row, col): "
+          + " -> ".join(f"({y}, {x})" for x, y in path) + f": {ending}")
+    if record is not None:
+        write_gif(record, grid_animation(path, GOAL, [TRIANGLES] * len(path)), seconds_per_frame=0.1)
