@@ -44,8 +44,13 @@ def load_dqn():
     return load_module("3-atari/1-breakout-dqn/breakout_dqn.py")
 
 
-def env_only(dqn, steps, seed):
-    env = dqn.make_env()
+def load_world():
+    """The chapter's environment.py: make_env, start_game, pre_processing, new_history."""
+    return load_module("3-atari/1-breakout-dqn/environment.py")
+
+
+def env_only(steps, seed):
+    env = load_world().make_env()
     env.reset(seed=seed)
     env.action_space.seed(seed)
     start = time.perf_counter()
@@ -93,7 +98,8 @@ def run_loop(dqn, agent, env, steps, train_freq, timers, seed=None):
               (env, "step", "env")]
     for owner, attribute, name in pieces:            # instance attributes shadow the methods until deleted
         setattr(owner, attribute, timers.wrap(name, getattr(owner, attribute)))
-    pre_processing = dqn.pre_processing              # a module function: the loop looks it up at each call
+    # environment.py's function, as breakout_dqn imported it: the loop looks up that name at each call
+    pre_processing = dqn.pre_processing
     dqn.pre_processing = timers.wrap("preprocessing", pre_processing)
     timed_before = sum(timers.seconds.values())
     try:
@@ -114,7 +120,7 @@ def throughput(dqn, steps, train_freq, seed, precision="float32"):
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
-    env = dqn.make_env()
+    env = load_world().make_env()
     agent = dqn.DQNAgent(memory_size=max(4 * steps, 10_000), train_start=10 * steps, precision=precision)
     agent.epsilon = 1.0
     before = Timers()
@@ -151,14 +157,14 @@ def compare_precisions(results, steps):
 
 def peak_memory(memory_size, train_steps):
     """Runs in a fresh process: fill the replay memory with real frames, train, act; print ru_maxrss."""
-    dqn = load_dqn()
+    dqn, world = load_dqn(), load_world()
     random.seed(0)
     np.random.seed(0)
-    env = dqn.make_env()
-    frames, (observe, _) = [], dqn.start_game(env, seed=0)
+    env = world.make_env()
+    frames, (observe, _) = [], world.start_game(env, dqn.NO_OP_STEPS, seed=0)
     while len(frames) < 2000:                          # 2000 real screens, reused round-robin
         observe, _, terminated, truncated, _ = env.step(random.randrange(4))
-        frames.append(dqn.pre_processing(observe))
+        frames.append(world.pre_processing(observe))
         if terminated or truncated:
             env.reset()
     agent = dqn.DQNAgent(memory_size=memory_size, train_start=1)
@@ -167,7 +173,7 @@ def peak_memory(memory_size, train_steps):
     for i in range(1, memory_size + 10):               # a little past full: the ring has wrapped
         agent.append_sample(i % 3, 0.0, frames[i % len(frames)], i % 200 == 0)
     fill = time.perf_counter() - start
-    history = dqn.new_history(frames[0])
+    history = world.new_history(frames[0])
     for _ in range(train_steps):
         agent.train_model()
         agent.get_action(history)
@@ -196,7 +202,7 @@ def main():
 
     print(f"Breakout DQN benchmark ({os.cpu_count()} CPUs, {load_average()})")
     dqn = load_dqn()
-    print(f"  env only:        {env_only(dqn, args.steps, args.seed):8.0f} env steps/s (random actions)")
+    print(f"  env only:        {env_only(args.steps, args.seed):8.0f} env steps/s (random actions)")
     results = []
     for precision in args.precisions:
         print(f"\n  precision {precision}:")

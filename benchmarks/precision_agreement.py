@@ -19,25 +19,33 @@ import numpy as np
 from common import load_module  # noqa: E402  (benchmarks/common.py)
 
 
-def dqn_states(dqn, agent, count, rng):
-    env = dqn.make_env()
-    observe, lives = dqn.start_game(env, seed=0)
-    history, dead, states = dqn.new_history(dqn.pre_processing(observe)), False, []
+def dqn_world():
+    """The DQN chapter's environment.py: the game, pre_processing, the histories, FIRE and ALE_ACTION."""
+    return load_module("3-atari/1-breakout-dqn/environment.py")
+
+
+def dqn_states(agent, count, rng):
+    world = dqn_world()
+    env = world.make_env()
+    observe, lives = world.start_game(env, agent.no_op_steps, seed=0)
+    history, dead, states = world.new_history(world.pre_processing(observe)), False, []
     while len(states) < count:
         states.append(history)
-        action = dqn.FIRE if dead else (agent.get_action(history)[0] if rng.random() > 0.05 else rng.integers(3))
-        observe, _, terminated, truncated, info = env.step(dqn.ALE_ACTION[action])
-        frame, dead, lives = dqn.pre_processing(observe), info["lives"] < lives, info["lives"]
-        history = dqn.new_history(frame) if dead else dqn.next_history_of(history, frame)
+        action = world.FIRE if dead else (agent.get_action(history)[0] if rng.random() > 0.05 else rng.integers(3))
+        observe, _, terminated, truncated, info = env.step(world.ALE_ACTION[action])
+        frame, dead, lives = world.pre_processing(observe), info["lives"] < lives, info["lives"]
+        history = world.new_history(frame) if dead else world.next_history_of(history, frame)
         if terminated or truncated:
-            observe, lives = dqn.start_game(env)
-            history, dead = dqn.new_history(dqn.pre_processing(observe)), False
+            observe, lives = world.start_game(env, agent.no_op_steps)
+            history, dead = world.new_history(world.pre_processing(observe)), False
     env.close()
     return np.stack(states)
 
 
-def a3c_states(a3c, model, count, rng):
-    games, states = a3c.VectorBreakout(1, seed=0), []
+def a3c_states(model, count, rng):
+    """Histories of the A3C chapter's vector games (environment.py's VectorBreakout), as the float32 model plays."""
+    games = load_module("3-atari/2-breakout-a3c/environment.py").VectorBreakout(1, seed=0)
+    states = []
     observation = games.reset()
     while len(states) < count:
         states.append(observation[0])
@@ -61,21 +69,23 @@ def teacher_memory(dqn):
     teacher = dqn.DQNAgent(memory_size=1)
     teacher.model.load_weights(dqn.TRAINED)
     teacher.epsilon = 0.05
-    memory, env = dqn.ReplayMemory(5000), dqn.make_env()
-    observe, lives = dqn.start_game(env, seed=0)
-    frame, dead = dqn.pre_processing(observe), False
-    history = dqn.new_history(frame)
+    world = dqn_world()
+    memory = load_module("3-atari/1-breakout-dqn/frame_memory.py").ReplayMemory(5000)
+    env = world.make_env()
+    observe, lives = world.start_game(env, teacher.no_op_steps, seed=0)
+    frame, dead = world.pre_processing(observe), False
+    history = world.new_history(frame)
     memory.start_history(frame)
     for _ in range(3000):
-        action = dqn.FIRE if dead else teacher.get_action(history)[0]
-        observe, reward, terminated, truncated, info = env.step(dqn.ALE_ACTION[action])
-        frame, dead, lives = dqn.pre_processing(observe), terminated or info["lives"] < lives, info["lives"]
+        action = world.FIRE if dead else teacher.get_action(history)[0]
+        observe, reward, terminated, truncated, info = env.step(world.ALE_ACTION[action])
+        frame, dead, lives = world.pre_processing(observe), terminated or info["lives"] < lives, info["lives"]
         memory.append(action, np.clip(reward, -1, 1), frame, dead)
-        history = dqn.new_history(frame) if dead else dqn.next_history_of(history, frame)
+        history = world.new_history(frame) if dead else world.next_history_of(history, frame)
         if terminated or truncated:
-            observe, lives = dqn.start_game(env)
-            frame, dead = dqn.pre_processing(observe), False
-            history = dqn.new_history(frame)
+            observe, lives = world.start_game(env, teacher.no_op_steps)
+            frame, dead = world.pre_processing(observe), False
+            history = world.new_history(frame)
             memory.start_history(frame)
     env.close()
     return memory
@@ -127,10 +137,11 @@ def same_gradients(dqn, count, weights):
     memory = teacher_memory(dqn)
     np.random.seed(2)
     batches = [memory.sample(32) for _ in range(count + 1)]
+    load_weights = load_module("3-atari/1-breakout-dqn/plumbing.py").load_weights
     agents = {}
     for precision in ("float32", "bfloat16"):
         agents[precision] = dqn.DQNAgent(memory_size=1, precision=precision)
-        dqn.load_weights(agents[precision].model, weights, "give --weights a Breakout DQN weights file")
+        load_weights(agents[precision].model, weights, "give --weights a Breakout DQN weights file")
         agents[precision].update_target_model()
     cosine = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))   # noqa: E731
     names = [v.path for v in agents["float32"].model.trainable_variables]
@@ -185,13 +196,13 @@ def main():
     for agent in agents.values():
         agent.model.load_weights(dqn.TRAINED)
     agents["float32"].epsilon = 0.0
-    states = dqn.to_network_input(dqn_states(dqn, agents["float32"], args.states, rng))
+    states = dqn.to_network_input(dqn_states(agents["float32"], args.states, rng))
     compare("Breakout DQN", *(agents[p].model(states).numpy() for p in ("float32", "bfloat16")))
     a3c = load_module("3-atari/2-breakout-a3c/breakout_a3c.py")
     models = {p: a3c.build_model(p) for p in ("float32", "bfloat16")}
     for model in models.values():
         model.load_weights(a3c.TRAINED)
-    states = a3c_states(a3c, models["float32"], args.states, rng)
+    states = a3c_states(models["float32"], args.states, rng)
     compare("Breakout A3C", *(models[p](states, training=False)[0].numpy() for p in ("float32", "bfloat16")))
 
 

@@ -33,7 +33,11 @@ GAME_LINE = re.compile(r"episode: (\d+) \| score: ([\d.]+) \| steps: \d+ \| epsi
 
 
 def load_dqn():
-    return load_module("3-atari/1-breakout-dqn/breakout_dqn.py")
+    """The chapter's agent script, and beside it its plumbing.py (atomic_write, StopFlag, seed_everything,
+    load_weights), dqn_checkpoint.py (the weights file with its facts) and environment.py (make_env)."""
+    folder = "3-atari/1-breakout-dqn"
+    return (load_module(f"{folder}/breakout_dqn.py"), load_module(f"{folder}/plumbing.py"),
+            load_module(f"{folder}/dqn_checkpoint.py"), load_module(f"{folder}/environment.py"))
 
 
 def one_thread():
@@ -42,28 +46,29 @@ def one_thread():
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def save_checkpoint(dqn, agent, out, curve):
+def save_checkpoint(plumbing, checkpoint, agent, out, curve):
     episode = curve[-1][0] if curve else 0
-    dqn.save_weights(agent.model, out / "checkpoint.weights.h5", agent.global_step, agent.epsilon, episode, curve)
+    checkpoint.save_weights(agent.model, out / "checkpoint.weights.h5", agent.global_step, agent.epsilon, episode,
+                            curve)
     state = {f"v{i}": v.numpy() for i, v in enumerate(agent.optimizer.variables)}
-    dqn.atomic_write(out / "adam.npz", lambda tmp: np.savez(open(tmp, "wb"), **state))
+    plumbing.atomic_write(out / "adam.npz", lambda tmp: np.savez(open(tmp, "wb"), **state))
 
 
 def train(args):
     one_thread()
-    dqn = load_dqn()
+    dqn, plumbing, dqn_checkpoint, world = load_dqn()
     out = args.out
     (out / "snapshots").mkdir(parents=True, exist_ok=True)
-    stop = dqn.StopFlag()
-    dqn.seed_everything(args.seed)                  # a fresh run: the same first weights in both precisions
+    stop = plumbing.StopFlag()
+    plumbing.seed_everything(args.seed)                  # a fresh run: the same first weights in both precisions
     agent = dqn.DQNAgent(memory_size=args.memory_size, train_start=args.train_start,
                          exploration_steps=args.exploration_steps, precision=args.precision)
     curve, first_episode = [], 1
     checkpoint = out / "checkpoint.weights.h5"
     if checkpoint.exists():
-        dqn.load_weights(agent.model, checkpoint, "delete the run's folder to start anew")
+        plumbing.load_weights(agent.model, checkpoint, "delete the run's folder to start anew")
         agent.update_target_model()
-        facts = dqn.weights_facts(checkpoint)
+        facts = dqn_checkpoint.weights_facts(checkpoint)
         agent.global_step, agent.epsilon, curve = facts["global_step"], facts["epsilon"], facts["curve"]
         first_episode = facts["episode"] + 1
         if (out / "adam.npz").exists():              # Adam's moments (kept beside, not in the repository)
@@ -73,8 +78,8 @@ def train(args):
         else:
             print("no adam.npz beside the checkpoint: Adam starts afresh")
         print(f"resuming at step {agent.global_step}, episode {first_episode}, epsilon {agent.epsilon:.3f}")
-        dqn.seed_everything(args.seed + agent.global_step)      # not the same random numbers as the first leg
-    env = dqn.make_env()
+        plumbing.seed_everything(args.seed + agent.global_step)      # not the same random numbers as the first leg
+    env = world.make_env()
     print(f"precision {args.precision}, seed {args.seed}, to {args.steps} steps", flush=True)
     with open(out / "games.log", "a", encoding="utf-8") as log:
         while agent.global_step < args.steps and not stop.requested:
@@ -86,7 +91,7 @@ def train(args):
             first_episode = curve[-1][0] + 1 if curve else 1
             if agent.global_step >= leg_end:
                 agent.model.save_weights(out / "snapshots" / f"step_{leg_end:07d}.weights.h5")
-            save_checkpoint(dqn, agent, out, curve)
+            save_checkpoint(plumbing, dqn_checkpoint, agent, out, curve)
             print(f"step {agent.global_step}: checkpoint saved", flush=True)
     env.close()
     if stop.requested:
@@ -112,12 +117,12 @@ def read_greedy(out):
     return {int(steps): float(mean) for steps, mean in rows}
 
 
-def greedy_scores(dqn, path, precision, games, seed):
+def greedy_scores(dqn, plumbing, world, path, precision, games, seed):
     agent = dqn.DQNAgent(memory_size=1, precision=precision)
     agent.model.load_weights(path)
     agent.epsilon = dqn.PLAY_EPSILON
-    env = dqn.make_env()
-    dqn.seed_everything(seed)
+    env = world.make_env()
+    plumbing.seed_everything(seed)
     with contextlib.redirect_stdout(None):
         scores = [dqn.play(agent, env, 1, max_episode_steps=10_000, seed=seed + game)[0] for game in range(games)]
     env.close()
@@ -130,7 +135,7 @@ def running_mean(values, window):
 
 
 def report(args):
-    dqn = load_dqn()
+    dqn, plumbing, _, world = load_dqn()
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -151,9 +156,10 @@ def report(args):
         for snapshot in sorted((out / "snapshots").glob("step_*.weights.h5")):
             steps = int(snapshot.name[5:12])
             if steps not in greedy:
-                greedy[steps] = float(np.mean(greedy_scores(dqn, snapshot, precision, args.games, args.seed)))
+                greedy[steps] = float(np.mean(greedy_scores(dqn, plumbing, world, snapshot, precision, args.games,
+                                                         args.seed)))
                 print(f"{out.name} step {steps}: greedy mean {greedy[steps]:.1f} over {args.games} games", flush=True)
-        dqn.atomic_write(out / "greedy.csv", lambda tmp: Path(tmp).write_text(
+        plumbing.atomic_write(out / "greedy.csv", lambda tmp: Path(tmp).write_text(
             "agent_steps,greedy_mean\n" + "".join(f"{k},{v:.2f}\n" for k, v in sorted(greedy.items()))))
         for steps, mean in greedy.items():
             table.setdefault(steps, {})[out.name] = mean

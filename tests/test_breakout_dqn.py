@@ -21,6 +21,24 @@ def dqn():
     return load_module(SCRIPT)
 
 
+@pytest.fixture(scope="module")
+def world():
+    """The folder's environment.py: the game, pre_processing and the 4-frame histories."""
+    return load_module("3-atari/1-breakout-dqn/environment.py")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """The folder's frame_memory.py: the replay memory that stores each frame once."""
+    return load_module("3-atari/1-breakout-dqn/frame_memory.py")
+
+
+@pytest.fixture(scope="module")
+def checkpoint():
+    """The folder's dqn_checkpoint.py: the weights file with its step count, epsilon and curve."""
+    return load_module("3-atari/1-breakout-dqn/dqn_checkpoint.py")
+
+
 def frame(number):
     """A blank frame that carries its number in two pixels (so 65,536 frames stay distinct)."""
     image = np.zeros((84, 84), np.uint8)
@@ -32,27 +50,27 @@ def ids(stack):
     return tuple(int(plane[0, 0]) + 256 * int(plane[0, 1]) for plane in stack)
 
 
-def test_pre_processing_of_a_real_frame(dqn):
-    env = dqn.make_env()
-    observe, _ = dqn.start_game(env, seed=0)
+def test_pre_processing_of_a_real_frame(dqn, world):
+    env = world.make_env()
+    observe, _ = world.start_game(env, dqn.NO_OP_STEPS, seed=0)
     env.close()
     assert observe.shape == (210, 160, 3)
-    state = dqn.pre_processing(observe)
+    state = world.pre_processing(observe)
     assert state.shape == (84, 84) and state.dtype == np.uint8
     assert state.min() < 50 and state.max() > 100       # a dark screen with bright bricks and walls
 
 
-def test_history_keeps_the_newest_frame_first_and_restarts_after_a_lost_life(dqn):
-    history = dqn.new_history(frame(1))
+def test_history_keeps_the_newest_frame_first_and_restarts_after_a_lost_life(world):
+    history = world.new_history(frame(1))
     assert history.shape == (4, 84, 84) and history.dtype == np.uint8
     for number in (2, 3, 4, 5):
-        history = dqn.next_history_of(history, frame(number))
+        history = world.next_history_of(history, frame(number))
     assert ids(history) == (5, 4, 3, 2)
-    assert ids(dqn.new_history(frame(9))) == (9, 9, 9, 9)     # after a lost life: nothing of the old one
+    assert ids(world.new_history(frame(9))) == (9, 9, 9, 9)     # after a lost life: nothing of the old one
 
 
-def test_history_in_memory_restarts_after_a_lost_life(dqn):
-    memory = dqn.ReplayMemory(100)
+def test_history_in_memory_restarts_after_a_lost_life(frames):
+    memory = frames.ReplayMemory(100)
     memory.start_history(frame(1))
     for number in (2, 3):
         memory.append(1, 0.0, frame(number), False)
@@ -63,7 +81,7 @@ def test_history_in_memory_restarts_after_a_lost_life(dqn):
     assert ids(memory.stacks(np.array([4]))[0]) == (5, 4, 4, 4)   # and never reaches into the old life
 
 
-def play_fake_games(dqn, memory, steps, seed=0):
+def play_fake_games(world, memory, steps, seed=0):
     """Feed the memory as the training loop does, with numbered frames and random lost lives and game
     overs. Returns ({ids of state: (state, next state, dead)}, {frame number: its lives}, last number)."""
     rng = np.random.default_rng(seed)
@@ -74,27 +92,27 @@ def play_fake_games(dqn, memory, steps, seed=0):
             life += 1
             life_of[number] = {life}
             memory.start_history(frame(number))
-            history = dqn.new_history(frame(number))
+            history = world.new_history(frame(number))
             continue
         dead = bool(rng.random() < 0.08)
         life_of[number] = {life}
         memory.append(int(rng.integers(3)), float(rng.integers(2)), frame(number), dead)
-        after = dqn.next_history_of(history, frame(number))
+        after = world.next_history_of(history, frame(number))
         transitions[ids(history)] = (history, after, dead)
         if dead and rng.random() < 0.3:                      # game over
             history = None
         elif dead:                                           # the next life starts from this frame
             life += 1
             life_of[number] = {life - 1, life}               # ends one life, starts the next
-            history = dqn.new_history(frame(number))
+            history = world.new_history(frame(number))
         else:
             history = after
     return transitions, life_of, number
 
 
-def test_replay_stacks_equal_the_agents_histories_across_lives_and_games(dqn):
-    memory = dqn.ReplayMemory(5000)
-    transitions, _, _ = play_fake_games(dqn, memory, 3000)
+def test_replay_stacks_equal_the_agents_histories_across_lives_and_games(world, frames):
+    memory = frames.ReplayMemory(5000)
+    transitions, _, _ = play_fake_games(world, memory, 3000)
     states, actions, rewards, next_states, deads = memory.sample(500)
     assert states.shape == next_states.shape == (500, 4, 84, 84) and states.dtype == np.uint8
     for state, next_state, dead in zip(states, next_states, deads):
@@ -105,9 +123,9 @@ def test_replay_stacks_equal_the_agents_histories_across_lives_and_games(dqn):
     assert any(len(set(ids(state))) == 1 for state in states)   # first states of lives: one frame 4 times
 
 
-def test_replay_memory_wraps_around_and_never_mixes_lives(dqn):
-    memory = dqn.ReplayMemory(300)
-    transitions, life_of, last = play_fake_games(dqn, memory, 1000, seed=1)
+def test_replay_memory_wraps_around_and_never_mixes_lives(world, frames):
+    memory = frames.ReplayMemory(300)
+    transitions, life_of, last = play_fake_games(world, memory, 1000, seed=1)
     assert len(memory) == 300 and memory.frames.shape == (300, 84, 84)
     assert ids([memory.frames[(memory.cursor - 1) % 300]]) == (last,)       # the ring wrapped around
     oldest_kept = last - 300 + 1
@@ -121,8 +139,8 @@ def test_replay_memory_wraps_around_and_never_mixes_lives(dqn):
                 assert set.intersection(*(life_of[n] for n in ids(next_state)))
 
 
-def test_replay_memory_stores_each_frame_once(dqn):
-    memory = dqn.ReplayMemory(400_000)
+def test_replay_memory_stores_each_frame_once(frames):
+    memory = frames.ReplayMemory(400_000)
     per_slot = sum(a.nbytes for a in (memory.frames, memory.actions, memory.rewards, memory.deads,
                                       memory.starts, memory.valid)) / memory.size
     assert 84 * 84 <= per_slot <= 84 * 84 + 16                 # one frame plus a few bytes per transition
@@ -164,9 +182,9 @@ def test_train_step_loss_uses_the_target_network_and_moves_the_weights(dqn):
 
 
 # ---- the loops stop between steps; the weights file holds the step count, epsilon and curve ----
-def test_training_loop_stops_between_steps_and_drops_the_unfinished_game(dqn, capsys):
+def test_training_loop_stops_between_steps_and_drops_the_unfinished_game(dqn, world, capsys):
     agent = dqn.DQNAgent(memory_size=1000, train_start=1000)      # the memory never fills: no training
-    env = dqn.make_env()
+    env = world.make_env()
     stop, stored = types.SimpleNamespace(requested=False), []
     store = agent.append_sample
 
@@ -187,7 +205,7 @@ def test_training_loop_stops_between_steps_and_drops_the_unfinished_game(dqn, ca
     env.close()
 
 
-def test_playing_loop_stops_between_steps_and_counts_finished_games_only(dqn, capsys):
+def test_playing_loop_stops_between_steps_and_counts_finished_games_only(dqn, world, capsys):
     class StopInTheSecondGame:                                   # the env of the real game, counting its steps
         def __init__(self, env, stop):
             self.env, self.stop, self.games, self.steps = env, stop, 0, 0
@@ -204,19 +222,19 @@ def test_playing_loop_stops_between_steps_and_counts_finished_games_only(dqn, ca
     agent = dqn.DQNAgent(memory_size=1)
     agent.epsilon = 1.0
     stop = types.SimpleNamespace(requested=False)
-    env = StopInTheSecondGame(dqn.make_env(), stop)
+    env = StopInTheSecondGame(world.make_env(), stop)
     scores = dqn.play(agent, env, episodes=3, max_episode_steps=100, seed=0, stop=stop)
     env.env.close()
     assert len(scores) == 1 and env.games == 2 and env.steps == 40
     assert printed_scores(capsys.readouterr().out) == scores
 
 
-def test_the_weights_file_holds_its_facts_and_stays_a_keras_weights_file(dqn, tmp_path):
+def test_the_weights_file_holds_its_facts_and_stays_a_keras_weights_file(dqn, checkpoint, tmp_path):
     agent = dqn.DQNAgent(memory_size=64)
     path = tmp_path / "run.weights.h5"
     curve = [[1, 150, 2.0], [2, 310, 0.0], [3, 512, 7.0]]
-    dqn.save_weights(agent.model, path, 530, 0.25, 3, curve)
-    assert dqn.weights_facts(path) == {"global_step": 530, "epsilon": 0.25, "episode": 3, "curve": curve}
+    checkpoint.save_weights(agent.model, path, 530, 0.25, 3, curve)
+    assert checkpoint.weights_facts(path) == {"global_step": 530, "epsilon": 0.25, "episode": 3, "curve": curve}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.weights.h5"]     # no sidecar, no temp file
     other = dqn.DQNAgent(memory_size=64)
     other.model.load_weights(path)
@@ -225,33 +243,34 @@ def test_the_weights_file_holds_its_facts_and_stays_a_keras_weights_file(dqn, tm
     # A stale sidecar beside it (another run's facts, left by an old version): the file's own facts win.
     (tmp_path / "run.json").write_text(json.dumps({"global_step": 9, "epsilon": 1.0, "episode": 1,
                                                    "curve": [[1, 9, 0.0]]}))
-    assert dqn.weights_facts(path)["global_step"] == 530
+    assert checkpoint.weights_facts(path)["global_step"] == 530
 
 
-def test_the_shipped_sidecar_is_still_read_and_a_self_contradicting_one_is_refused(dqn, tmp_path):
-    facts = dqn.weights_facts(TRAINED)                           # weights from before the facts went inside
+def test_the_shipped_sidecar_is_still_read_and_a_self_contradicting_one_is_refused(dqn, checkpoint, tmp_path):
+    facts = checkpoint.weights_facts(TRAINED)                           # weights from before the facts went inside
     assert facts["global_step"] == 1_223_444 and facts["episode"] == 2605 == facts["curve"][-1][0]
     agent = dqn.DQNAgent(memory_size=64)
     plain = tmp_path / "plain.weights.h5"
     agent.model.save_weights(plain)
-    assert dqn.weights_facts(plain) is None                      # plain Keras weights, no sidecar: none
+    assert checkpoint.weights_facts(plain) is None                      # plain Keras weights, no sidecar: none
     (tmp_path / "plain.json").write_text(json.dumps({"global_step": 900, "epsilon": 0.5, "episode": 4,
                                                      "curve": [[1, 300, 1.0], [3, 800, 2.0]]}))
     with pytest.raises(SystemExit) as refused:                   # its curve ends at game 3, it says game 4
-        dqn.weights_facts(plain)
+        checkpoint.weights_facts(plain)
     assert str(refused.value).startswith(f"error: cannot read {tmp_path / 'plain.json'}")
     assert "\n" not in str(refused.value)
     (tmp_path / "plain.json").write_text(json.dumps({"global_step": 900, "epsilon": float("nan"),
                                                      "episode": 3, "curve": [[3, 800, 2.0]]}))
     with pytest.raises(SystemExit):
-        dqn.weights_facts(plain)
+        checkpoint.weights_facts(plain)
 
 
 def test_unreadable_weights_give_one_line(dqn, tmp_path):
+    load_weights = load_module("3-atari/1-breakout-dqn/plumbing.py").load_weights
     garbage = tmp_path / "garbage.weights.h5"
     garbage.write_bytes(b"not an HDF5 file")
     with pytest.raises(SystemExit) as refused:
-        dqn.load_weights(dqn.DQNAgent(memory_size=1).model, garbage, "train them with: python breakout_dqn.py")
+        load_weights(dqn.DQNAgent(memory_size=1).model, garbage, "train them with: python breakout_dqn.py")
     message = str(refused.value)
     assert message.startswith(f"error: cannot load weights from {garbage}") and "\n" not in message
 
@@ -306,7 +325,7 @@ def test_help_shows_the_defaults_and_an_unwritable_save_dir_is_one_line(dqn, cap
 
 
 # ---- the scripts end to end ----
-def test_train_resume_and_play_end_to_end(dqn, tmp_path):
+def test_train_resume_and_play_end_to_end(dqn, checkpoint, tmp_path):
     result = run_script(SCRIPT, "--max-steps", 1200, "--train-start", 600, "--memory-size", 2000,
                         "--target-update", 500, "--seed", 0, "--save-dir", tmp_path, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -314,7 +333,7 @@ def test_train_resume_and_play_end_to_end(dqn, tmp_path):
     assert lines and all("avg max Q:" in line and "avg loss:" in line and "global step:" in line
                          for line in lines)
     weights = tmp_path / "save_model" / "breakout_dqn.weights.h5"
-    saved = dqn.weights_facts(weights)
+    saved = checkpoint.weights_facts(weights)
     assert (tmp_path / "save_graph" / "breakout_dqn.png").exists()
     assert saved["global_step"] == 1200 and saved["epsilon"] < 1.0
     assert [row[2] for row in saved["curve"]] == printed_scores(result.stdout)
@@ -330,7 +349,7 @@ def test_train_resume_and_play_end_to_end(dqn, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stdout.splitlines()[1].startswith("no display found: running headless")   # after the precision
     assert f"resuming at step 1200, episode {saved['episode'] + 1}," in resumed.stdout
-    again = dqn.weights_facts(weights)
+    again = checkpoint.weights_facts(weights)
     assert again["global_step"] == 1300 and again["curve"][:len(saved["curve"])] == saved["curve"]
 
     # Watching, with either script, writes nothing: not in the chapter folder, not in the working folder.
@@ -353,7 +372,7 @@ def test_train_resume_and_play_end_to_end(dqn, tmp_path):
 
 @pytest.mark.parametrize("signum, second", [(signal.SIGTERM, False), (signal.SIGINT, True)],
                          ids=["sigterm", "second-ctrl-c-during-the-save"])
-def test_a_stop_signal_saves_once_and_exits_130_with_weights_that_load(dqn, tmp_path, signum, second):
+def test_a_stop_signal_saves_once_and_exits_130_with_weights_that_load(dqn, checkpoint, tmp_path, signum, second):
     result = interrupt_script(SCRIPT, "--memory-size", 1000, "--train-start", 100, "--save-dir", tmp_path,
                               "--seed", 0, signum=signum, second_signal_during_save=second, timeout=180)
     assert result.returncode == 130, result.stderr[-2000:]
@@ -364,7 +383,7 @@ def test_a_stop_signal_saves_once_and_exits_130_with_weights_that_load(dqn, tmp_
     weights = tmp_path / "save_model" / "breakout_dqn.weights.h5"
     assert (tmp_path / "save_graph" / "breakout_dqn.png").is_file()
     assert not list(tmp_path.rglob(".tmp-*"))
-    facts = dqn.weights_facts(weights)                           # the weights and their facts, one file
+    facts = checkpoint.weights_facts(weights)                    # the weights and their facts, one file
     assert facts["global_step"] == step and facts["curve"][-1][1] <= step
     dqn.DQNAgent(memory_size=1).model.load_weights(weights)
 

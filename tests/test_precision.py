@@ -19,6 +19,18 @@ def a3c():
     return load_module(A3C_SCRIPTS[0])
 
 
+# Each folder's plumbing.py holds the precision helpers (cpu_flags, bfloat16_hardware, choose_precision, load_weights);
+# the folders' copies are the same bytes (tests/test_plumbing.py), and both are asked here all the same.
+@pytest.fixture(scope="module")
+def dqn_plumbing():
+    return load_module("3-atari/1-breakout-dqn/plumbing.py")
+
+
+@pytest.fixture(scope="module")
+def a3c_plumbing():
+    return load_module("3-atari/2-breakout-a3c/plumbing.py")
+
+
 AMX = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 AVX512_BF16_ONLY = {"avx512f", "avx512_bf16"}
 LAPTOP = {"avx2", "fma"}
@@ -34,21 +46,21 @@ LAPTOP = {"avx2", "fma"}
     (AMX, [("Tesla T4", (7, 5))], "float32", "float32", "Tesla T4"),   # the networks run on the GPU, not the CPU
     (LAPTOP, [("some GPU", None)], "float32", "float32", "no bfloat16 tensor cores"),
 ])
-def test_auto_picks_bfloat16_only_where_the_hardware_makes_it_faster(dqn, a3c, flags, gpus, dqn_auto, a3c_auto,
-                                                                    reason):
-    hardware = dqn.bfloat16_hardware(flags, gpus)
-    assert hardware == a3c.bfloat16_hardware(flags, gpus)
-    precision, why = dqn.choose_precision("auto", hardware)
+def test_auto_picks_bfloat16_only_where_the_hardware_makes_it_faster(dqn_plumbing, a3c_plumbing, a3c, flags, gpus,
+                                                                    dqn_auto, a3c_auto, reason):
+    hardware = dqn_plumbing.bfloat16_hardware(flags, gpus)
+    assert hardware == a3c_plumbing.bfloat16_hardware(flags, gpus)
+    precision, why = dqn_plumbing.choose_precision("auto", hardware)          # the DQN chapter: auto_bfloat16 True
     assert precision == dqn_auto and reason in why and why.startswith("auto: ")
-    precision, why = a3c.choose_precision("auto", hardware, a3c.AUTO_BFLOAT16)
+    precision, why = a3c_plumbing.choose_precision("auto", hardware, a3c.AUTO_BFLOAT16)
     assert precision == a3c_auto and why.startswith("auto: ")
     for asked in ("float32", "bfloat16"):                           # asking for one always gets it
-        assert dqn.choose_precision(asked, hardware)[0] == asked
-        assert a3c.choose_precision(asked, hardware, a3c.AUTO_BFLOAT16)[0] == asked
+        assert dqn_plumbing.choose_precision(asked, hardware)[0] == asked
+        assert a3c_plumbing.choose_precision(asked, hardware, a3c.AUTO_BFLOAT16)[0] == asked
 
 
-def test_cpu_flags_are_read_from_this_machine(dqn):
-    flags = dqn.cpu_flags()
+def test_cpu_flags_are_read_from_this_machine(dqn_plumbing):
+    flags = dqn_plumbing.cpu_flags()
     assert isinstance(flags, set)
     try:
         text = open("/proc/cpuinfo", encoding="utf-8").read()
@@ -85,29 +97,30 @@ def weight_dtypes(path):
     return dtypes
 
 
-def test_dqn_weights_are_float32_and_load_across_precisions(dqn, tmp_path):
+def test_dqn_weights_are_float32_and_load_across_precisions(dqn, dqn_plumbing, tmp_path):
     states = np.random.default_rng(0).integers(0, 256, (8, 4, 84, 84), dtype=np.uint8)
     bf16 = dqn.DQNAgent(memory_size=1, precision="bfloat16")
     assert bf16.model.layers[0].compute_dtype == "bfloat16" and bf16.model.layers[-1].compute_dtype == "float32"
     path = tmp_path / "bf16.weights.h5"
-    dqn.save_weights(bf16.model, path, 5, 0.5, 1, [[1, 5, 0.0]])
+    load_module("3-atari/1-breakout-dqn/dqn_checkpoint.py").save_weights(bf16.model, path, 5, 0.5, 1, [[1, 5, 0.0]])
     assert weight_dtypes(path) == {"float64", "float32"}           # the curve is float64; every weight float32
     f32 = dqn.DQNAgent(memory_size=1, precision="float32")
-    dqn.load_weights(f32.model, path, "")
+    dqn_plumbing.load_weights(f32.model, path, "")
     for a, b in zip(bf16.model.get_weights(), f32.model.get_weights()):
         assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
     q16 = bf16.model(dqn.to_network_input(states)).numpy()
     q32 = f32.model(dqn.to_network_input(states)).numpy()
     assert q16.dtype == np.float32 and np.allclose(q16, q32, atol=0.05)
     # and back: the shipped float32 file plays in bfloat16
-    dqn.load_weights(bf16.model, dqn.TRAINED, "")
+    dqn_plumbing.load_weights(bf16.model, dqn.TRAINED, "")
 
 
 def test_a3c_weights_are_float32_and_load_across_precisions(a3c, tmp_path):
     bf16, f32 = a3c.build_model("bfloat16"), a3c.build_model("float32")
     bf16.load_weights(a3c.TRAINED)
     path = tmp_path / "bf16.weights.h5"
-    a3c.save_weights(bf16, path, preprocessing="ale-vector", total_steps=1, episode=1, seconds=1.0)
+    save_weights = load_module("3-atari/2-breakout-a3c/a3c_checkpoint.py").save_weights
+    save_weights(bf16, path, preprocessing="ale-vector", total_steps=1, episode=1, seconds=1.0)
     assert weight_dtypes(path) <= {"float32"}
     f32.load_weights(path)
     states = np.random.default_rng(0).integers(0, 256, (8, *a3c.STATE_SIZE), dtype=np.uint8)
@@ -142,7 +155,7 @@ def test_the_shipped_dqn_agent_acts_the_same_in_bfloat16(dqn, recorded):
     for agent in (f32, bf16):
         agent.model.load_weights(dqn.TRAINED)
     f32.epsilon = 0.0
-    states = dqn.to_network_input(recorded.dqn_states(dqn, f32, 600, np.random.default_rng(0)))
+    states = dqn.to_network_input(recorded.dqn_states(f32, 600, np.random.default_rng(0)))
     assert_same_choices(f32.model(states).numpy(), bf16.model(states).numpy())
 
 
@@ -150,7 +163,7 @@ def test_the_shipped_a3c_agent_acts_the_same_in_bfloat16(a3c, recorded):
     f32, bf16 = a3c.build_model("float32"), a3c.build_model("bfloat16")
     for model in (f32, bf16):
         model.load_weights(a3c.TRAINED)
-    states = recorded.a3c_states(a3c, f32, 600, np.random.default_rng(0))
+    states = recorded.a3c_states(f32, 600, np.random.default_rng(0))
     assert_same_choices(f32(states, training=False)[0].numpy(), bf16(states, training=False)[0].numpy())
 
 

@@ -11,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # this folder's breakout_dqn.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # this folder's breakout_dqn.py and plumbing.py
 
-from breakout_dqn import (PLAY_EPISODES, PLAY_EPSILON, TRAINED, add_precision_argument, add_record_argument,
-                          play_main, positive_int, probability)
+from breakout_dqn import PLAY_EPISODES, PLAY_EPSILON, TRAINED, play_main
+from plumbing import add_precision_argument, add_seed_argument, gif_path, parse_arguments, positive_int, probability
 
 
 def parse_args(argv=None):
@@ -25,15 +25,14 @@ def parse_args(argv=None):
     parser.add_argument("--epsilon", type=probability, default=PLAY_EPSILON, help="chance of a random action")
     parser.add_argument("--max-episode-steps", type=positive_int, default=None,
                         help="end a game after this many agent steps (None: the game's own limit)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (None: random)")
+    add_seed_argument(parser, help="random seed (None: random)")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="show the game window")
     add_precision_argument(parser)
-    add_record_argument(parser)
-    args = parser.parse_args(argv)
-    if args.seed is not None and not 0 <= args.seed < 2 ** 32:
-        parser.error(f"argument --seed: must be between 0 and 2**32 - 1, got {args.seed}")
-    return args
+    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
+                        help="save the games played as an animated GIF, in colour (no window needed; "
+                             "--episodes 1 keeps it short)")
+    return parse_arguments(parser, argv)
 
 
 def main(argv=None):
