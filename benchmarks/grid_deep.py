@@ -40,13 +40,13 @@ class CountingEnv:
         return getattr(self.env, name)
 
 
-def time_training(module, agent_class, steps, seed):
+def time_training(module, world, agent_class, steps, seed):
     """Steps/s of the chapter's training loop, run episode by episode until `steps` steps are done."""
     import keras
     import tensorflow as tf
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
-    env = CountingEnv(module.Env())
+    env = CountingEnv(world.Env())
     agent = agent_class(env.state_size, env.action_size)
     writer = tf.summary.create_noop_writer()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -59,9 +59,9 @@ def time_training(module, agent_class, steps, seed):
     return env.steps / elapsed, env.steps
 
 
-def time_environment(module, steps, seed):
+def time_environment(world, steps, seed):
     rng = np.random.default_rng(seed)
-    env = module.Env()
+    env = world.Env()
     actions = rng.integers(env.action_size, size=steps)
     env.reset()
     start = time.perf_counter()
@@ -88,19 +88,21 @@ def main():
 
     deep_sarsa = load("1-grid-world/6-deep-sarsa/deep_sarsa_agent.py")
     reinforce = load("1-grid-world/7-reinforce/reinforce_agent.py")
+    deep_sarsa_world = load("1-grid-world/6-deep-sarsa/environment.py")      # the world lives beside the agent
+    reinforce_world = load("1-grid-world/7-reinforce/environment.py")
     import tensorflow as tf
 
     print(f"machine: {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, "
           f"GPUs: {len(tf.config.list_physical_devices('GPU'))}, {load_average()}")
-    rate = time_environment(deep_sarsa, args.steps, args.seed)
+    rate = time_environment(deep_sarsa_world, args.steps, args.seed)
     print(f"environment alone (random actions):        {rate:9.0f} steps/s")
-    rate, steps = time_training(deep_sarsa, deep_sarsa.DeepSARSAgent, args.steps, args.seed)
+    rate, steps = time_training(deep_sarsa, deep_sarsa_world, deep_sarsa.DeepSARSAgent, args.steps, args.seed)
     print(f"Deep SARSA training (act + update / step): {rate:9.0f} steps/s  ({steps} steps)")
-    rate, steps = time_training(reinforce, reinforce.ReinforceAgent, args.steps, args.seed)
+    rate, steps = time_training(reinforce, reinforce_world, reinforce.ReinforceAgent, args.steps, args.seed)
     print(f"REINFORCE training (update / episode):     {rate:9.0f} steps/s  ({steps} steps)")
 
     agent = deep_sarsa.DeepSARSAgent(15, 5)
-    state = deep_sarsa.Env().reset()
+    state = deep_sarsa_world.Env().reset()
     compiled = tf.function(lambda x: agent.model(x, training=False))
     tensor = tf.constant(state[None])
     print("one action's Q-values, for comparison:")

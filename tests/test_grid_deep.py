@@ -9,6 +9,8 @@ from conftest import ROOT, chapter_files, interrupt_script, load_module, printed
 
 DEEP_SARSA = "1-grid-world/6-deep-sarsa/deep_sarsa_agent.py"
 REINFORCE = "1-grid-world/7-reinforce/reinforce_agent.py"
+WORLDS = {DEEP_SARSA: "1-grid-world/6-deep-sarsa/environment.py",      # the world, make_env, the --record drawing
+          REINFORCE: "1-grid-world/7-reinforce/environment.py"}
 SHIPPED = {DEEP_SARSA: ROOT / "1-grid-world/6-deep-sarsa/save_model/deep_sarsa_trained.weights.h5",
            REINFORCE: ROOT / "1-grid-world/7-reinforce/save_model/reinforce_trained.weights.h5"}
 NAMES = {DEEP_SARSA: "deep_sarsa", REINFORCE: "reinforce"}
@@ -26,6 +28,16 @@ def reinforce():
     return load_module(REINFORCE)
 
 
+@pytest.fixture(scope="module")
+def sarsa_world():
+    return load_module(WORLDS[DEEP_SARSA])
+
+
+@pytest.fixture(scope="module")
+def reinforce_world():
+    return load_module(WORLDS[REINFORCE])
+
+
 def obstacle_xs(env):
     return [x for x, _, _ in env.obstacles]
 
@@ -41,8 +53,13 @@ def test_the_two_environment_files_differ_only_in_title_and_step_reward():
     assert [b.split("#")[0].strip() for _, b in differing] == ['TITLE = "REINFORCE"', "STEP_REWARD = -0.1"]
 
 
-def test_state_layout_after_reset(sarsa):
-    env = sarsa.Env()
+def test_the_two_artefacts_files_are_the_same():
+    deep = (ROOT / "1-grid-world/6-deep-sarsa/artefacts.py").read_bytes()
+    assert deep == (ROOT / "1-grid-world/7-reinforce/artefacts.py").read_bytes()
+
+
+def test_state_layout_after_reset(sarsa_world):
+    env = sarsa_world.Env()
     state = env.reset()
     assert state.dtype == np.float32 and state.shape == (15,)
     # per obstacle [dx, dy, -1, direction (-1: moving right)], then the goal [dx, dy, +1]
@@ -51,8 +68,8 @@ def test_state_layout_after_reset(sarsa):
     assert env.get_state().tolist() == [0, 1, -1, -1,  1, 2, -1, -1,  2, 3, -1, -1,  3, 4, 1]
 
 
-def test_obstacles_move_every_other_step_and_bounce(sarsa):
-    env = sarsa.Env()
+def test_obstacles_move_every_other_step_and_bounce(sarsa_world):
+    env = sarsa_world.Env()
     env.reset()
     seen = []
     for _ in range(16):
@@ -73,8 +90,8 @@ def test_obstacles_move_every_other_step_and_bounce(sarsa):
     assert env.get_state()[[0, 4, 8]].tolist() == [4, 3, 2]
 
 
-def test_agent_moves_and_stays_inside_the_grid(sarsa):
-    env = sarsa.Env()
+def test_agent_moves_and_stays_inside_the_grid(sarsa_world):
+    env = sarsa_world.Env()
     env.reset()
     for action, expected in [(UP, [0, 0]), (LEFT, [0, 0]), (RIGHT, [1, 0]), (STAY, [1, 0]),
                              (DOWN, [1, 1]), (LEFT, [0, 1])]:
@@ -82,10 +99,10 @@ def test_agent_moves_and_stays_inside_the_grid(sarsa):
         assert env.agent == expected
 
 
-def test_rewards_and_done(sarsa, reinforce):
+def test_rewards_and_done(sarsa_world, reinforce_world):
     # right x4 then down x4: the second obstacle is at (4, 2) when the agent passes (step 6).
-    for module, step_reward in [(sarsa, 0.0), (reinforce, -0.1)]:
-        env = module.Env()
+    for world, step_reward in [(sarsa_world, 0.0), (reinforce_world, -0.1)]:
+        env = world.Env()
         env.reset()
         results = [env.step(action)[1:] for action in [RIGHT] * 4 + [DOWN] * 4]
         rewards, dones = zip(*results)
@@ -94,7 +111,7 @@ def test_rewards_and_done(sarsa, reinforce):
         assert dones == (False,) * 7 + (True,)
         assert env.agent == [4, 4] and not env.truncated
     # down x4 then right x4 meets no obstacle: score 1
-    env = sarsa.Env()
+    env = sarsa_world.Env()
     env.reset()
     assert [env.step(a)[1] for a in [DOWN] * 4 + [RIGHT] * 4] == [0] * 7 + [1]
     # a collision costs -1 and the episode goes on
@@ -104,8 +121,8 @@ def test_rewards_and_done(sarsa, reinforce):
     assert (reward, done) == (-1, False)
 
 
-def test_step_cap_is_truncation_and_reset_restarts_the_clock(sarsa):
-    env = sarsa.Env(max_steps=5)
+def test_step_cap_is_truncation_and_reset_restarts_the_clock(sarsa, sarsa_world):
+    env = sarsa_world.Env(max_steps=5)
     env.reset()
     for step in range(1, 6):
         assert not env.truncated
@@ -117,7 +134,8 @@ def test_step_cap_is_truncation_and_reset_restarts_the_clock(sarsa):
     assert obstacle_xs(env) == [0, 1, 2]
     env.step(STAY)
     assert obstacle_xs(env) == [1, 2, 3]             # step 1 of every episode moves them
-    assert sarsa.Env().max_steps == sarsa.MAX_STEPS
+    assert sarsa_world.Env().max_steps == sarsa_world.MAX_STEPS
+    assert sarsa.parse_args([]).max_steps == sarsa_world.MAX_STEPS      # the script's --max-steps default
 
 
 # ---- Deep SARSA ----
@@ -128,17 +146,17 @@ def test_sarsa_target_by_hand(sarsa):
     assert sarsa.sarsa_target(0.0, -3.0, 0.0, 0.5) == pytest.approx(-1.5)
 
 
-def test_numpy_q_values_match_the_network(sarsa):
+def test_numpy_q_values_match_the_network(sarsa, sarsa_world):
     agent = sarsa.DeepSARSAgent(15, 5)
-    state = sarsa.Env().reset()
+    state = sarsa_world.Env().reset()
     assert agent.q_values(state) == pytest.approx(np.array(agent.model(state[None]))[0], abs=1e-5)
 
 
-def test_training_step_uses_the_next_action_taken_and_reduces_the_error(sarsa):
+def test_training_step_uses_the_next_action_taken_and_reduces_the_error(sarsa, sarsa_world):
     import keras
     keras.utils.set_random_seed(3)
     agent = sarsa.DeepSARSAgent(15, 5)
-    env = sarsa.Env()
+    env = sarsa_world.Env()
     state = env.reset()
     next_state, _, _ = env.step(RIGHT)
     q, next_q = agent.q_values(state), agent.q_values(next_state)
@@ -175,20 +193,20 @@ def test_returns_and_normalisation_by_hand(reinforce):
     assert np.all(flat == 0)
 
 
-def test_policy_matches_the_network_and_sums_to_one(reinforce):
+def test_policy_matches_the_network_and_sums_to_one(reinforce, reinforce_world):
     agent = reinforce.ReinforceAgent(15, 5)
-    state = reinforce.Env().reset()
+    state = reinforce_world.Env().reset()
     policy = agent.policy(state)
     assert policy.sum() == pytest.approx(1.0)
     assert policy == pytest.approx(np.array(agent.model(state[None]))[0], abs=1e-5)
 
 
-def test_one_policy_gradient_step_lowers_the_episode_loss(reinforce):
+def test_one_policy_gradient_step_lowers_the_episode_loss(reinforce, reinforce_world):
     import keras
     keras.utils.set_random_seed(5)
     np.random.seed(5)
     agent = reinforce.ReinforceAgent(15, 5)
-    env = reinforce.Env()
+    env = reinforce_world.Env()
     state, done = env.reset(), False
     for action in [DOWN] * 4 + [RIGHT] * 4:          # the shortest route: -0.1 x 7, then +0.9
         next_state, reward, done = env.step(action)
@@ -406,8 +424,8 @@ def test_a_fresh_agent_learns_to_reach_the_goal(script, episodes, tmp_path, caps
 
 # ---- the window (a real Tk under Xvfb) ----
 
-def test_rendered_episode_draws_the_dynamics(sarsa, tk_display):
-    env = sarsa.Env(render=True, delay=0)
+def test_rendered_episode_draws_the_dynamics(sarsa_world, tk_display):
+    env = sarsa_world.Env(render=True, delay=0)
     try:
         assert env.window.title() == "DeepSARSA"
         canvas = env.canvas
@@ -440,8 +458,8 @@ def test_play_with_a_window(tk_display):
     assert "goal reached: 1 of 1" in result.stdout
 
 
-def test_closing_the_window_while_it_waits_goes_on_headless(sarsa, tk_display, capsys):
-    env = sarsa.Env(render=True, delay=60)               # a step would wait a minute if nothing released it
+def test_closing_the_window_while_it_waits_goes_on_headless(sarsa_world, tk_display, capsys):
+    env = sarsa_world.Env(render=True, delay=60)               # a step would wait a minute if nothing released it
     close_button = env.window.protocol("WM_DELETE_WINDOW")
     env.window.tk.call("after", 10, close_button)       # what the window manager does on a click
     env.reset()

@@ -25,11 +25,16 @@ always give the same episode.
 
 The dynamics (`reset`, `step`) need no window: `Env()` runs headless at full speed, with no sleeps.
 `Env(render=True)` also opens a Tk window that shows the episode, pausing `delay` seconds per step.
+`make_env` is what the agent scripts call: the window where one can open, else headless with a one-line note.
+For --record, `remember` notes the cells after every step and `write_walk` draws them with Pillow
+(`grid_picture`, `grid_animation`): no window needed.
 
 This file is the same in 6-deep-sarsa and 7-reinforce except for TITLE and STEP_REWARD (a test checks
 it), so that each folder stays standalone without the copies drifting apart.
 """
 import numpy as np
+
+from plumbing import headless_unless_display, write_gif
 
 try:
     import tkinter as tk
@@ -200,3 +205,67 @@ class Env:
             window.after_cancel(self._pending)
             self._tick.set(True)         # release a render() that is waiting
         window.destroy()
+
+
+# ---- making the world: the window when asked and possible ----
+
+# The world, with its window when asked and possible; otherwise headless, with a one-line note.
+def make_env(render, delay, max_steps):
+    render = headless_unless_display(render)
+    try:
+        return Env(render=render, delay=delay, max_steps=max_steps)
+    except Exception as error:                # tkinter.TclError (a display that refuses), or no Tk at all
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"cannot open the grid window ({reason}): running headless")
+        return Env(max_steps=max_steps)
+
+
+# ---- drawing for --record: Pillow pictures, no window ----
+
+# --record: the agent's cell and the triangles' cells after every step, for grid_animation.
+def remember(walk, env):
+    if walk is not None:
+        walk.append((list(env.agent), [[x, y] for x, y, _ in env.obstacles]))
+
+
+# --record FILE.gif: the walk that `remember` noted, as an animated GIF (nothing when no step was noted).
+def write_walk(path, walk):
+    if walk:
+        frames = grid_animation([cell for cell, _ in walk], GOAL, [shapes for _, shapes in walk], per_move=2)
+        write_gif(path, frames, seconds_per_frame=0.07)
+
+
+def grid_picture(agent, goal, triangles, columns=5, rows=5, unit=60):
+    """The grid world drawn with Pillow from [x, y] cells, no window needed (what --record saves): the agent a
+    red square, the goal a yellow circle, the triangles blue, on white cells with black lines, as in the window."""
+    from PIL import Image, ImageDraw
+    image = Image.new("RGB", (columns * unit + 1, rows * unit + 1), "white")
+    draw = ImageDraw.Draw(image)
+    for line in range(columns + 1):
+        draw.line([(line * unit, 0), (line * unit, rows * unit)], fill="black")
+    for line in range(rows + 1):
+        draw.line([(0, line * unit), (columns * unit, line * unit)], fill="black")
+    for x, y in triangles:
+        left, top = x * unit, y * unit
+        draw.polygon([(left + unit / 2, top + unit / 5), (left + unit / 5, top + 4 * unit / 5),
+                      (left + 4 * unit / 5, top + 4 * unit / 5)], fill="#3c8dbc", outline="black")
+    x, y = goal
+    draw.ellipse([x * unit + unit / 5, y * unit + unit / 5, (x + 1) * unit - unit / 5, (y + 1) * unit - unit / 5],
+                 fill="#f0c419", outline="black")
+    x, y = agent
+    draw.rectangle([x * unit + unit / 4, y * unit + unit / 4, (x + 1) * unit - unit / 4, (y + 1) * unit - unit / 4],
+                   fill="#e74c3c", outline="black")
+    return image
+
+
+def grid_animation(cells, goal, triangles, per_move=4):
+    """Frames of a walk through the grid world: the agent at cells[i] and the triangles at triangles[i] after
+    step i, sliding from one step to the next in `per_move` frames, then resting on the last step a moment."""
+    def between(a, b, share):
+        return [a[0] + share * (b[0] - a[0]), a[1] + share * (b[1] - a[1])]
+    frames = []
+    for i in range(len(cells) - 1):
+        for part in range(per_move):
+            shapes = [between(a, b, part / per_move) for a, b in zip(triangles[i], triangles[i + 1])]
+            frames.append(grid_picture(between(cells[i], cells[i + 1], part / per_move), goal, shapes))
+    return frames + [grid_picture(cells[-1], goal, triangles[-1])] * (2 * per_move)

@@ -18,25 +18,20 @@ Decisions (differences from the book's 2017 code; this folder's README.md lists 
   - Returns are normalised with (G - mean) / (std + 1e-8): the original divided by the bare std.
   - environment.py: the obstacles' clock starts again with every episode, and episodes stop after
     --max-steps steps (a time limit: the truncated episode is learned from like any other).
-  - The score graph is saved with the weights (every 100 episodes, at the end, on Ctrl-C) instead of after
-    every episode: one PNG costs more time than a whole episode here.
-  - Ctrl-C (or `kill`) stops training between two steps: the weights and the graph are saved once, and the
-    script exits with status 130. While watching (--play) it stops and prints the mean of the games so far.
+  - The score graph is saved with the weights (every 100 episodes, at the end, on Ctrl-C), not after every
+    episode (one PNG costs more than an episode). Ctrl-C or `kill` stops between two steps, saves once, exits 130.
 
     python reinforce_agent.py                         # train 2500 episodes (window if there is a display)
     python reinforce_agent.py --no-render --seed 1    # headless, reproducible
     python reinforce_agent.py --play                  # watch the shipped trained agent, greedily (argmax)
     tensorboard --logdir summary                      # score, steps, loss per episode
 
-Artefacts (under --save-dir, default this folder): save_model/reinforce.weights.h5 (Keras 3 weights),
-save_graph/reinforce.png, summary/reinforce/ (TensorBoard). Watching (--play) writes nothing.
+environment.py holds the world and its drawing; artefacts.py what training saves under --save-dir
+(save_model/reinforce.weights.h5, save_graph/reinforce.png, summary/reinforce/); plumbing.py the shared jobs.
 """
 import argparse
 import os
-import random
-import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +42,15 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
-sys.path.insert(0, str(HERE))               # this folder's environment.py
-from environment import ACTIONS, GOAL, MAX_STEPS, RENDER_DELAY, STATE_SIZE, Env  # noqa: E402
+sys.path.insert(0, str(HERE))               # this folder's environment.py, artefacts.py and plumbing.py
+from environment import ACTIONS, MAX_STEPS, RENDER_DELAY, STATE_SIZE, make_env, remember, write_walk  # noqa: E402
+from artefacts import TrainingArtefacts  # noqa: E402
+from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, ensure_writable, load_weights,  # noqa: E402
+                      log_scalars, non_negative, parse_arguments, positive_float, positive_int, probability,
+                      report_scores, seed_everything, stopped_before_training)
 
 NAME = "reinforce"
+DESCRIPTION = "REINFORCE on the moving-obstacle grid world"      # --help and the score graph's title
 TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"     # the shipped weights, played by --play
 
 # ---- hyperparameters (the book's values) ----
@@ -149,235 +149,26 @@ class ReinforceAgent:
         return loss
 
 
-# The world, with its window when asked and possible; otherwise headless, with a one-line note.
-def make_env(render, delay, max_steps):
-    if render and not display_available():
-        print("no display found: running headless (pass --render on a machine with a display)")
-        render = False
-    try:
-        return Env(render=render, delay=delay, max_steps=max_steps)
-    except Exception as error:                # tkinter.TclError (a display that refuses), or no Tk at all
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"cannot open the grid window ({reason}): running headless")
-        return Env(max_steps=max_steps)
-
-
-# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
-def atomic_write(path, write):
-    """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def ensure_writable(folder):
-    """Fail before training, in one line, if artefacts could not be saved."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as error:
-        sys.exit(f"error: cannot write to {folder}: {error.strerror}")
-
-
-def load_weights(model, path, how_to_make):
-    """Load Keras weights, or exit with one line naming the file and how to make one."""
-    try:
-        model.load_weights(path)
-    except Exception as error:            # missing, truncated, wrong architecture
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-        # A wrong architecture: Keras says "... for object <Conv2D ...>:" and the reason on the next line.
-        reason = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
-        reason = reason.split(" Target variable:")[0]          # not the dump of the variable's values
-        sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
-
-
-class StopFlag:
-    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
-    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
-    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
-    callback can be lost (training goes on) or crash the process."""
-
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGINT, self.request)
-        signal.signal(signal.SIGTERM, self.request)
-
-    def request(self, signum, frame):
-        self.requested = True
-
-
-def display_available():
-    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
-    and WSL without WSLg have none); Windows and macOS always have one."""
-    if not sys.platform.startswith("linux"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def log_scalars(writer, step, **scalars):
-    """TensorBoard scalars, one tf.summary.scalar each (view them: tensorboard --logdir <save dir>/summary)."""
-    with writer.as_default(step=step):
-        for name, value in scalars.items():
-            tf.summary.scalar(name, value)
-
-
-def save_graph(path, x, scores, xlabel, title, window=100):
-    """The scores (dots) and their running mean over the last `window` (line), as a PNG written atomically.
-    matplotlib's Agg backend draws without a window."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    x, scores = np.asarray(x, dtype=np.float64), np.asarray(scores, dtype=np.float64)
-    figure, axes = plt.subplots(figsize=(8, 4))
-    axes.plot(x, scores, ".", markersize=2, alpha=0.5, label="score")
-    window = min(window, len(scores))
-    if window > 1:
-        mean = np.convolve(scores, np.ones(window) / window, mode="valid")
-        axes.plot(x[window - 1:], mean, "r-", label=f"mean of the last {window}")
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel("score")
-    axes.set_title(title)
-    axes.legend(loc="upper left")
-    figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
-    plt.close(figure)
-
-
-def gif_path(text):
-    """--record FILE.gif: a path ending in .gif (the folder is made, and checked, before the run starts)."""
-    path = Path(text)
-    if path.suffix.lower() != ".gif":
-        raise argparse.ArgumentTypeError(f"must be a file name ending in .gif, got {text!r}")
-    return path
-
-
-def write_gif(path, frames, seconds_per_frame, max_frames=400):
-    """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
-    recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
-    `max_frames`; each frame gets a palette of its own colours."""
-    from PIL import Image                               # Pillow comes with matplotlib
-    step = max(1, -(-len(frames) // max_frames))
-    images = []
-    for frame in frames[::step]:
-        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
-        images.append(image.convert("RGB").quantize(colors=64))
-    duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
-    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                                                  duration=duration, loop=0, optimize=True))
-    print(f"recorded {len(images)} frames to {path}")
-
-
-def grid_picture(agent, goal, triangles, columns=5, rows=5, unit=60):
-    """The grid world drawn with Pillow from [x, y] cells, no window needed (what --record saves): the agent a
-    red square, the goal a yellow circle, the triangles blue, on white cells with black lines, as in the window."""
-    from PIL import Image, ImageDraw
-    image = Image.new("RGB", (columns * unit + 1, rows * unit + 1), "white")
-    draw = ImageDraw.Draw(image)
-    for line in range(columns + 1):
-        draw.line([(line * unit, 0), (line * unit, rows * unit)], fill="black")
-    for line in range(rows + 1):
-        draw.line([(0, line * unit), (columns * unit, line * unit)], fill="black")
-    for x, y in triangles:
-        left, top = x * unit, y * unit
-        draw.polygon([(left + unit / 2, top + unit / 5), (left + unit / 5, top + 4 * unit / 5),
-                      (left + 4 * unit / 5, top + 4 * unit / 5)], fill="#3c8dbc", outline="black")
-    x, y = goal
-    draw.ellipse([x * unit + unit / 5, y * unit + unit / 5, (x + 1) * unit - unit / 5, (y + 1) * unit - unit / 5],
-                 fill="#f0c419", outline="black")
-    x, y = agent
-    draw.rectangle([x * unit + unit / 4, y * unit + unit / 4, (x + 1) * unit - unit / 4, (y + 1) * unit - unit / 4],
-                   fill="#e74c3c", outline="black")
-    return image
-
-
-def grid_animation(cells, goal, triangles, per_move=4):
-    """Frames of a walk through the grid world: the agent at cells[i] and the triangles at triangles[i] after
-    step i, sliding from one step to the next in `per_move` frames, then resting on the last step a moment."""
-    def between(a, b, share):
-        return [a[0] + share * (b[0] - a[0]), a[1] + share * (b[1] - a[1])]
-    frames = []
-    for i in range(len(cells) - 1):
-        for part in range(per_move):
-            shapes = [between(a, b, part / per_move) for a, b in zip(triangles[i], triangles[i + 1])]
-            frames.append(grid_picture(between(cells[i], cells[i + 1], part / per_move), goal, shapes))
-    return frames + [grid_picture(cells[-1], goal, triangles[-1])] * (2 * per_move)
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not 0.0 < value < float("inf"):                     # also rejects nan and inf
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {text}")
-    return value
-
-
-def non_negative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not 0.0 <= value < float("inf"):                    # also rejects nan and inf
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def probability(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:                            # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-# ---- the command line: arguments, then training or watching ----
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description="REINFORCE on the moving-obstacle grid world (the book's chapter 5).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--episodes", type=positive_int, default=None, metavar="N",
-                        help=f"episodes to train, or to play with --play (None: {EPISODES} to train, "
-                             f"{PLAY_EPISODES} to play)")
-    parser.add_argument("--seed", type=int, default=None, metavar="N",
-                        help="random seed (None: a different run each time)")
-    parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=None,
-                        help="show the grid window (None: when a display is available)")
-    parser.add_argument("--render-delay", type=non_negative, default=RENDER_DELAY, metavar="SECONDS",
-                        help="seconds per step while rendering")
-    parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
-                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
-    parser.add_argument("--load", type=Path, default=None, metavar="PATH",
-                        help="start from these weights (training; Adam starts afresh) or play them (--play) "
-                             f"(None: train from scratch; --play plays save_model/{TRAINED.name})")
-    parser.add_argument("--play", action="store_true",
-                        help="no training: play greedily with --load or the shipped weights; writes nothing")
-    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
-                        help="with --play: save the episodes played as an animated GIF (no window needed)")
-    parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS, metavar="N",
-                        help="episode cap in steps, a time limit, not a terminal state")
-    parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
-    parser.add_argument("--learning-rate", type=positive_float, default=LEARNING_RATE, help="Adam step size")
-    args = parser.parse_args(argv)
-    if args.record is not None and not args.play:
-        parser.error("argument --record: records what --play plays; add --play")
-    return args
+# ---- training: the book's loop ----
+# Fills `scores` in place (an interrupted run still saves them); returns early, between two steps, on Ctrl-C or kill.
+def train(env, agent, episodes, scores, writer, save, stop):
+    for episode in range(1, episodes + 1):
+        state = env.reset()
+        score, done = 0.0, False
+        while not (done or env.truncated):
+            if stop.requested:
+                return
+            action = agent.get_action(state)
+            next_state, reward, done = env.step(action)
+            agent.append_sample(state, action, reward)
+            state = next_state
+            score += reward
+        loss = agent.train_model()
+        scores.append(score)
+        print(f"episode: {episode} | score: {score:.1f} | steps: {env.counter}{'' if done else ' | truncated'}")
+        log_scalars(writer, episode, score=score, steps=env.counter, loss=loss)
+        if episode % SAVE_EVERY == 0:
+            save(scores)
 
 
 # ---- playing: the trained policy, greedily (the most probable action), no learning ----
@@ -402,43 +193,33 @@ def play(env, agent, episodes, stop, walk=None):
     return scores, reached
 
 
-# --record: the agent's cell and the triangles' cells after every step, for grid_animation.
-def remember(walk, env):
-    if walk is not None:
-        walk.append((list(env.agent), [[x, y] for x, y, _ in env.obstacles]))
-
-
-# ---- training: the book's loop ----
-# `scores` is filled in place, so that an interrupted run still has them to save. Returns when the episodes
-# are done or, between two steps, when Ctrl-C or kill raised the stop flag.
-def train(env, agent, episodes, scores, writer, save, stop):
-    for episode in range(1, episodes + 1):
-        state = env.reset()
-        score, done = 0.0, False
-        while not (done or env.truncated):
-            if stop.requested:
-                return
-            action = agent.get_action(state)
-            next_state, reward, done = env.step(action)
-            agent.append_sample(state, action, reward)
-            state = next_state
-            score += reward
-        loss = agent.train_model()
-        scores.append(score)
-        ending = "" if done else " | truncated"
-        print(f"episode: {episode} | score: {score:.1f} | steps: {env.counter}{ending}")
-        log_scalars(writer, episode, score=score, steps=env.counter, loss=loss)
-        if episode % SAVE_EVERY == 0:
-            save(scores)
+# ---- the command line: arguments, then training or watching ----
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=f"{DESCRIPTION} (the book's chapter 5).",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--episodes", type=positive_int, default=None, metavar="N",
+                        help=f"episodes to train, or to play with --play (None: {EPISODES} to train, "
+                             f"{PLAY_EPISODES} to play)")
+    add_seed_argument(parser)
+    parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=None,
+                        help="show the grid window (None: when a display is available)")
+    parser.add_argument("--render-delay", type=non_negative, default=RENDER_DELAY, metavar="SECONDS",
+                        help="seconds per step while rendering")
+    parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
+                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
+    add_watching_arguments(parser, TRAINED, "start from these weights (training; Adam starts afresh), or the "
+                           "weights to play with --play (None: train from scratch)")
+    parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS, metavar="N",
+                        help="episode cap in steps, a time limit, not a terminal state")
+    parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
+    parser.add_argument("--learning-rate", type=positive_float, default=LEARNING_RATE, help="Adam step size")
+    return parse_arguments(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     stop = StopFlag()                           # from here on, Ctrl-C and kill only raise this flag
-    if args.seed is not None:                   # seeding: one visible block
-        random.seed(args.seed)
-        np.random.seed(args.seed)
-        keras.utils.set_random_seed(args.seed)
+    seed_everything(args.seed)                  # Python's random, numpy and Keras (TensorFlow)
 
     agent = ReinforceAgent(STATE_SIZE, len(ACTIONS), discount_factor=args.discount_factor,
                            learning_rate=args.learning_rate)
@@ -455,47 +236,19 @@ def main(argv=None):
         walk = None if args.record is None else []
         scores, reached = play(env, agent, args.episodes or PLAY_EPISODES, stop, walk)
         env.close()
-        if walk:
-            write_gif(args.record, grid_animation([cell for cell, _ in walk], GOAL, [shapes for _, shapes in walk],
-                                                  per_move=2), seconds_per_frame=0.07)
-        if stop.requested:
-            print("interrupted")
-        if scores:
-            print(f"goal reached: {reached} of {len(scores)}")
-            print(f"mean score: {np.mean(scores):.2f} over {len(scores)} episodes")
-        if stop.requested:
-            sys.exit(130)
+        write_walk(args.record, walk)           # --record: the GIF of what was played (environment.py)
+        report_scores(scores, stop, digits=2, before_mean=[f"goal reached: {reached} of {len(scores)}"])
         return
 
     if stop.requested:
         env.close()
-        print("interrupted before training started: nothing saved", file=sys.stderr)
-        sys.exit(130)
-    model_dir, graph_dir = args.save_dir / "save_model", args.save_dir / "save_graph"
-    weights_path, graph_path = model_dir / f"{NAME}.weights.h5", graph_dir / f"{NAME}.png"
-    ensure_writable(model_dir)
-    ensure_writable(graph_dir)
-    writer = tf.summary.create_file_writer(str(args.save_dir / "summary" / NAME))
-    with writer.as_default(step=0):
-        tf.summary.text("hyperparameters",
-                        "\n".join(f"    {key}: {value}" for key, value in sorted(vars(args).items())))
-
-    def save(scores):
-        atomic_write(weights_path, agent.model.save_weights)
-        save_graph(graph_path, range(1, len(scores) + 1), scores, "episode",
-                   "REINFORCE on the moving-obstacle grid world")
-        writer.flush()
-
+        stopped_before_training()
+    run = TrainingArtefacts(agent.model, args.save_dir, NAME, DESCRIPTION, vars(args))    # artefacts.py
     scores = []
-    train(env, agent, args.episodes or EPISODES, scores, writer, save, stop)
+    train(env, agent, args.episodes or EPISODES, scores, run.writer, run.save, stop)
     env.close()
-    save(scores)
-    if stop.requested:
-        print(f"interrupted: weights saved to {weights_path}, graph to {graph_path}")
-        sys.exit(130)
-    print(f"weights saved to {weights_path}")
-    print(f"graph saved to {graph_path}")
-    print(f"TensorBoard: tensorboard --logdir {args.save_dir / 'summary'}")
+    run.save(scores)                            # once more at the end, or once after Ctrl-C / kill
+    run.report(stop.requested)
 
 
 if __name__ == "__main__":
