@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 _loaded = {}
-FOLDER_MODULES = ("environment", "plumbing")     # module names that several chapter folders have a file of
+FOLDER_MODULES = ("environment", "plumbing", "artefacts", "training_record", "transitions")  # in several folders
 
 
 def load_module(relpath):

@@ -223,12 +223,42 @@ def test_a_bad_load_leaves_no_folder_behind(script, tmp_path, dqn, a2c):
     assert not (tmp_path / "run").exists()
 
 
-def test_unwritable_save_dir_is_a_one_line_error(tmp_path, a2c):
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_unwritable_save_dir_is_a_one_line_error(script, tmp_path, capsys, dqn, a2c):
+    module = dqn if script == DQN else a2c
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(SystemExit) as exit_info:
-        a2c.ensure_writable(blocker / "save_model")
-    assert str(exit_info.value.code).startswith("error: cannot write to")
+        module.main(["--save-dir", str(blocker), "--episodes", "1"])
+    assert str(exit_info.value.code).startswith(f"error: cannot write to {blocker / 'save_model'}")
+    assert "episode:" not in capsys.readouterr().out                  # before training started
+
+
+# The world, the row layout and the saving are the same files in both CartPole folders (each folder stays
+# standalone): the copies must not drift apart.
+@pytest.mark.parametrize("name", ["environment.py", "training_record.py", "transitions.py"])
+def test_the_cartpole_folders_share_their_helper_modules_byte_for_byte(name):
+    dqn_copy, a2c_copy = (ROOT / DQN).parent / name, (ROOT / A2C).parent / name
+    assert dqn_copy.read_bytes() == a2c_copy.read_bytes(), f"{dqn_copy} and {a2c_copy} differ"
+
+
+def test_record_keeps_every_frame_at_half_size_and_writes_the_gif_once_on_close(tmp_path, monkeypatch, capsys):
+    for driver in ("SDL_VIDEODRIVER", "SDL_AUDIODRIVER"):      # make_env sets them; put them back afterwards
+        monkeypatch.setenv(driver, "dummy")
+    environment = load_module("2-cartpole/1-dqn/environment.py")
+    target = tmp_path / "new folder" / "watch.gif"
+    env = environment.make_env(True, target)                   # --render --record: drawn off-screen
+    assert "no window opens" in capsys.readouterr().out
+    env.reset(seed=0)
+    for action in (0, 1, 0):
+        env.step(action)
+    assert len(env.frames) == 4                                # after the reset and after every step
+    assert env.frames[0].shape == (200, 300, 3) and env.frames[0].dtype == np.uint8
+    env.close()
+    assert target.read_bytes()[:6] == b"GIF89a"
+    assert capsys.readouterr().out.splitlines() == [f"recorded 4 frames to {target}"]
+    env.close()                                                # a second close writes nothing again
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize("script", [DQN, A2C])

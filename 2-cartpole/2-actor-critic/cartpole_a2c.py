@@ -15,40 +15,30 @@ Ctrl-C (or `kill`) stops training between two steps: the weights and the graph a
 script exits with status 130; while watching (--play) it stops and prints the mean of the games so far.
 
 Speed: actions are sampled from a numpy forward pass of the actor on its current weights; the compiled
-training step updates both networks and returns the actor's new weights for it.
-
-    python cartpole_a2c.py                      # train (headless; --render shows the window)
-    python cartpole_a2c.py --play --render      # watch the shipped trained agent (the most probable action)
-    tensorboard --logdir summary                # score, mean of the last 10, both losses per episode
-
-Artefacts (under --save-dir, default this folder): save_model/cartpole_a2c.weights.h5 (Keras 3 weights of
-both networks), save_graph/cartpole_a2c.png, summary/cartpole_a2c/ (TensorBoard). --play writes nothing.
+training step takes the transition as one row (transitions.py), updates both networks and returns the
+actor's new weights. The world (CartPole-v1, its window, the GIF of --record) is in environment.py; what a
+run writes (weights, graph, TensorBoard) in training_record.py; the jobs every chapter shares in plumbing.py.
 """
 import argparse
 import os
-import random
-import signal
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")      # Keras 3 on TensorFlow; set before importing keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# --render: an OpenGL-accelerated SDL window segfaulted beside TensorFlow (Mesa, Linux); the small
-# CartPole window needs no acceleration.
-os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
 
-import gymnasium as gym  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from environment import ACTION_SIZE, STATE_SIZE, make_env  # noqa: E402
+from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, load_weights, parse_arguments,  # noqa: E402
+                      positive_int, report_scores, seed_everything, stopped_before_training)
+from training_record import TrainingRecord  # noqa: E402
+from transitions import split_transitions, transition_rows, write_transition  # noqa: E402
+
 HERE = Path(__file__).resolve().parent                    # every path resolves against this folder
 NAME = "cartpole_a2c"
 TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"     # the shipped weights, played by --play
-STATE_SIZE = 4                 # CartPole-v1: cart position, cart velocity, pole angle, pole angular velocity
-ACTION_SIZE = 2                # push the cart left or right
 
 # ---- hyperparameters (the book's values) ----
 DISCOUNT_FACTOR = 0.99
@@ -66,8 +56,7 @@ def shape_reward(reward, terminated):
     return FAILURE_REWARD if terminated else float(reward)
 
 
-# ---- the networks: actor 4 -> Dense(24, relu) -> Dense(2, softmax);
-#      critic 4 -> Dense(24, relu) -> Dense(24, relu) -> Dense(1, linear); all he_uniform ----
+# ---- the networks: actor 4 -> 24 (relu) -> 2 (softmax); critic 4 -> 24 (relu) -> 24 (relu) -> 1; he_uniform ----
 def policy_numpy(actor_weights, state):
     """The actor's forward pass in numpy (same maths as actor(state)); used to act without TensorFlow."""
     w1, b1, w2, b2 = actor_weights
@@ -75,13 +64,6 @@ def policy_numpy(actor_weights, state):
     logits = hidden @ w2 + b2
     exp = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
     return exp / np.sum(exp, axis=-1, keepdims=True)
-
-
-def split_transitions(rows, state_size):
-    """Columns of transition rows laid out as state | action | reward | next_state | done."""
-    n = state_size
-    return (rows[:, :n], tf.cast(rows[:, n], tf.int32), rows[:, n + 1],
-            rows[:, n + 2:2 * n + 2], rows[:, 2 * n + 2])
 
 
 class A2CAgent:
@@ -102,8 +84,7 @@ class A2CAgent:
         self.critic_optimizer = keras.optimizers.Adam(learning_rate=self.critic_lr)
         self.actor_optimizer.build(self.actor.trainable_variables)
         self.critic_optimizer.build(self.critic.trainable_variables)
-        # One transition per step, as one float32 row: state | action | reward | next_state | done.
-        self.transition = np.zeros((1, 2 * state_size + 3), dtype=np.float32)
+        self.transition = transition_rows(1, state_size)     # this step's <s, a, r, s', done>: transitions.py
         # Traced once; calling the concrete function directly skips tf.function's argument matching.
         self.train_step = tf.function(self._train_step).get_concrete_function(
             tf.TensorSpec(self.transition.shape, tf.float32))
@@ -140,13 +121,7 @@ class A2CAgent:
 
     # One online update of both networks from one transition. Returns (actor loss, critic loss).
     def train_model(self, state, action, reward, next_state, done):
-        n = self.state_size
-        row = self.transition[0]
-        row[:n] = state
-        row[n] = action
-        row[n + 1] = reward
-        row[n + 2:2 * n + 2] = next_state
-        row[2 * n + 2] = done
+        write_transition(self.transition[0], state, action, reward, next_state, done)
         actor_loss, critic_loss, actor_weights = self.train_step(tf.constant(self.transition))
         self.weights = [w.numpy() for w in actor_weights]
         return float(actor_loss), float(critic_loss)
@@ -182,155 +157,58 @@ class A2CAgent:
         self.weights = self.actor.get_weights()
 
 
-# CartPole-v1; with --render the gymnasium window, or a one-line note and headless if it cannot open.
-def make_env(render, record=False):
-    if record:                            # --record draws every frame off-screen; no window then
-        if render:
-            print("recording: the frames are drawn off-screen, so no window opens")
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")     # pygame draws in memory: no screen, no sound
-        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-        return gym.make("CartPole-v1", render_mode="rgb_array")
-    if render and not display_available():
-        print("no display found: running headless (pass --render on a machine with a display)")
-        render = False
-    if render:
-        env = gym.make("CartPole-v1", render_mode="human")
-        try:
-            env.reset()                   # opens the window (needs pygame and a display)
-            return env
-        except Exception as error:
-            env.close()
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            print(f"cannot open the CartPole window ({reason}): running headless")
-    return gym.make("CartPole-v1")
+# ---- the training loop: one update of both networks per environment step ----
+# Ends when solved, after `episodes`, or at a stop signal between two steps; then saves everything, once.
+def train(agent, env, episodes, seed, stop, save_dir):
+    record = TrainingRecord(save_dir, NAME, "CartPole A2C")     # weights, graph, TensorBoard: training_record.py
+    scores, total_steps, solved = [], 0, False
+    for e in range(1, episodes + 1):
+        state, _ = env.reset(seed=seed if e == 1 else None)
+        score, losses, done = 0, [], False
+        while not (done or stop.requested):           # Ctrl-C or kill: stop between two steps
+            action = agent.get_action(state)
+            next_state, reward, terminated, truncated, _ = env.step(action)
+            score += reward                           # the true episode length
+            # Only a real failure ends the return; a 500-step time limit still bootstraps from V(s').
+            losses.append(agent.train_model(state, action, shape_reward(reward, terminated), next_state, terminated))
+            state = next_state
+            done = terminated or truncated
+            total_steps += 1
+        if not done:                                  # stopped in the middle of this episode
+            break
+
+        scores.append(score)
+        mean_recent = float(np.mean(scores[-SOLVED_WINDOW:]))
+        print(f"episode: {e} | score: {score:.1f} | mean of last {SOLVED_WINDOW}: {mean_recent:.1f}")
+        actor_losses, critic_losses = zip(*losses)            # (actor loss, critic loss) of every step
+        record.episode_done(e, scores, score=score, mean_score_last_10=mean_recent,
+                            actor_loss=float(np.mean(actor_losses)), critic_loss=float(np.mean(critic_losses)))
+        if len(scores) >= SOLVED_WINDOW and mean_recent > SOLVED_SCORE:
+            solved = True
+            break
+    env.close()
+    record.finish(agent.model, scores, episodes, total_steps, solved, stop.requested)    # exit 130 after a stop
 
 
-# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
-def atomic_write(path, write):
-    """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+# ---- playing: the trained actor, greedily (the most probable action), no learning ----
+# Returns the scores of the games played to the end (Ctrl-C or kill stops between two steps).
+def play(env, agent, episodes, seed, stop):
+    scores = []
+    for e in range(1, episodes + 1):
+        state, _ = env.reset(seed=seed if e == 1 else None)
+        score, done = 0, False
+        while not done:
+            if stop.requested:
+                return scores
+            state, reward, terminated, truncated, _ = env.step(agent.get_greedy_action(state))
+            score += reward
+            done = terminated or truncated
+        scores.append(score)
+        print(f"episode: {e} | score: {score:.1f}")
+    return scores
 
 
-def ensure_writable(folder):
-    """Fail before training, in one line, if artefacts could not be saved."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as error:
-        sys.exit(f"error: cannot write to {folder}: {error.strerror}")
-
-
-def load_weights(model, path, how_to_make):
-    """Load Keras weights, or exit with one line naming the file and how to make one."""
-    try:
-        model.load_weights(path)
-    except Exception as error:            # missing, truncated, wrong architecture
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-        # A wrong architecture: Keras says "... for object <Conv2D ...>:" and the reason on the next line.
-        reason = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
-        reason = reason.split(" Target variable:")[0]          # not the dump of the variable's values
-        sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
-
-
-class StopFlag:
-    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
-    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
-    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
-    callback can be lost (training goes on) or crash the process."""
-
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGINT, self.request)
-        signal.signal(signal.SIGTERM, self.request)
-
-    def request(self, signum, frame):
-        self.requested = True
-
-
-def display_available():
-    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
-    and WSL without WSLg have none); Windows and macOS always have one."""
-    if not sys.platform.startswith("linux"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def log_scalars(writer, step, **scalars):
-    """TensorBoard scalars, one tf.summary.scalar each (view them: tensorboard --logdir <save dir>/summary)."""
-    with writer.as_default(step=step):
-        for name, value in scalars.items():
-            tf.summary.scalar(name, value)
-
-
-def save_graph(path, x, scores, xlabel, title, window=100):
-    """The scores (dots) and their running mean over the last `window` (line), as a PNG written atomically.
-    matplotlib's Agg backend draws without a window."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    x, scores = np.asarray(x, dtype=np.float64), np.asarray(scores, dtype=np.float64)
-    figure, axes = plt.subplots(figsize=(8, 4))
-    axes.plot(x, scores, ".", markersize=2, alpha=0.5, label="score")
-    window = min(window, len(scores))
-    if window > 1:
-        mean = np.convolve(scores, np.ones(window) / window, mode="valid")
-        axes.plot(x[window - 1:], mean, "r-", label=f"mean of the last {window}")
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel("score")
-    axes.set_title(title)
-    axes.legend(loc="upper left")
-    figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
-    plt.close(figure)
-
-
-def gif_path(text):
-    """--record FILE.gif: a path ending in .gif (the folder is made, and checked, before the run starts)."""
-    path = Path(text)
-    if path.suffix.lower() != ".gif":
-        raise argparse.ArgumentTypeError(f"must be a file name ending in .gif, got {text!r}")
-    return path
-
-
-def half_size(frame):
-    """An H×W×3 frame at half its height and width, each pixel the mean of four (thin lines stay visible)."""
-    frame = frame[:frame.shape[0] // 2 * 2, :frame.shape[1] // 2 * 2].astype(np.uint16)
-    return ((frame[0::2, 0::2] + frame[1::2, 0::2] + frame[0::2, 1::2] + frame[1::2, 1::2]) // 4).astype(np.uint8)
-
-
-def write_gif(path, frames, seconds_per_frame, max_frames=400):
-    """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
-    recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
-    `max_frames`; each frame gets a palette of its own colours."""
-    from PIL import Image                               # Pillow comes with matplotlib
-    step = max(1, -(-len(frames) // max_frames))
-    images = []
-    for frame in frames[::step]:
-        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
-        images.append(image.convert("RGB").quantize(colors=64))
-    duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
-    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                                                  duration=duration, loop=0, optimize=True))
-    print(f"recorded {len(images)} frames to {path}")
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-# ---- the command line: arguments, then training or watching ----
+# ---- the command line ----
 def parse_args(argv=None):
     hyperparameters = (f"book hyperparameters: gamma {DISCOUNT_FACTOR}, actor Adam lr {ACTOR_LEARNING_RATE}, "
                        f"critic Adam lr {CRITIC_LEARNING_RATE}, one update per step, failure reward "
@@ -341,73 +219,28 @@ def parse_args(argv=None):
     parser.add_argument("--episodes", type=positive_int, default=None, metavar="N",
                         help=f"training episodes, or games to play with --play (None: {EPISODES} to train, "
                              f"{PLAY_EPISODES} to play)")
-    parser.add_argument("--seed", type=int, default=None, metavar="N",
-                        help="random seed (None: a different run each time)")
+    add_seed_argument(parser)
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="show the gymnasium window (needs pygame and a display; slows training to 50 fps)")
     parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
                         help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
-    parser.add_argument("--load", type=Path, default=None, metavar="PATH",
-                        help="start training from these weights; with --play, the weights to play "
-                             f"(None: train from scratch; --play plays save_model/{TRAINED.name})")
-    parser.add_argument("--play", action="store_true",
-                        help="play greedily without training, with --load or the shipped weights; writes nothing")
-    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
-                        help="with --play: save the episodes played as an animated GIF (no window needed)")
-    args = parser.parse_args(argv)
-    if args.record is not None and not args.play:
-        parser.error("argument --record: records what --play plays; add --play")
-    return args
+    add_watching_arguments(parser, TRAINED, "start training from these weights; with --play, the weights to "
+                           "play (None: train from scratch)")
+    return parse_arguments(parser, argv)
 
 
-# ---- playing: the trained actor, greedily (the most probable action), no learning ----
-# Returns the scores of the games played to the end (Ctrl-C or kill stops between two steps).
-def play(env, agent, episodes, seed, stop, frames=None):
-    scores = []
-    for e in range(1, episodes + 1):
-        state, _ = env.reset(seed=seed if e == 1 else None)
-        score, done = 0, False
-        if frames is not None:
-            frames.append(half_size(env.render()))          # 300 x 200 pixels
-        while not done:
-            if stop.requested:
-                return scores
-            state, reward, terminated, truncated, _ = env.step(agent.get_greedy_action(state))
-            score += reward
-            done = terminated or truncated
-            if frames is not None:
-                frames.append(half_size(env.render()))
-        scores.append(score)
-        print(f"episode: {e} | score: {score:.1f}")
-    return scores
-
-
-# ---- training loop ----
 def main(argv=None):
     args = parse_args(argv)
     stop = StopFlag()                           # from here on, Ctrl-C and kill only raise this flag
-    if args.seed is not None:
-        random.seed(args.seed)
-        np.random.seed(args.seed)
-        keras.utils.set_random_seed(args.seed)
+    seed_everything(args.seed)
     agent = A2CAgent(STATE_SIZE, ACTION_SIZE)
 
     if args.play:
         agent.load(args.load or TRAINED)
-        if args.record is not None:
-            ensure_writable(args.record.parent.resolve())
-        env = make_env(args.render, args.record is not None)
-        frames = None if args.record is None else []
-        scores = play(env, agent, args.episodes or PLAY_EPISODES, args.seed, stop, frames)
+        env = make_env(args.render, args.record)      # --record FILE.gif: written by env.close()
+        scores = play(env, agent, args.episodes or PLAY_EPISODES, args.seed, stop)
         env.close()
-        if frames:
-            write_gif(args.record, frames, seconds_per_frame=0.02)     # CartPole runs at 50 steps a second
-        if stop.requested:
-            print("interrupted")
-        if scores:
-            print(f"mean score: {np.mean(scores):.1f} over {len(scores)} episodes")
-        if stop.requested:
-            sys.exit(130)
+        report_scores(scores, stop)
         return
 
     if args.load:
@@ -416,68 +249,8 @@ def main(argv=None):
     env = make_env(args.render)
     if stop.requested:
         env.close()
-        print("interrupted before training started: nothing saved", file=sys.stderr)
-        sys.exit(130)
-    save_dir = args.save_dir.resolve()
-    for folder in ("save_model", "save_graph", "summary"):
-        ensure_writable(save_dir / folder)
-    weights_path = save_dir / "save_model" / f"{NAME}.weights.h5"
-    graph_path = save_dir / "save_graph" / f"{NAME}.png"
-    writer = tf.summary.create_file_writer(str(save_dir / "summary" / NAME))
-    episodes = args.episodes or EPISODES
-    scores, total_steps, solved = [], 0, False
-
-    def draw_graph():
-        save_graph(graph_path, range(1, len(scores) + 1), scores, "episode", "CartPole A2C")
-
-    def save_all():
-        atomic_write(weights_path, agent.model.save_weights)
-        draw_graph()
-        writer.flush()
-        print(f"weights: {weights_path}\ngraph: {graph_path}\n"
-              f"tensorboard: tensorboard --logdir {save_dir / 'summary'}")
-
-    start = time.perf_counter()
-    for e in range(1, episodes + 1):
-        state, _ = env.reset(seed=args.seed if e == 1 else None)
-        score, actor_losses, critic_losses, done = 0, [], [], False
-        while not (done or stop.requested):           # Ctrl-C or kill: stop between two steps
-            action = agent.get_action(state)
-            next_state, reward, terminated, truncated, _ = env.step(action)
-            score += reward                           # the true episode length
-            # Only a real failure ends the return; a 500-step time limit still bootstraps from V(s').
-            actor_loss, critic_loss = agent.train_model(
-                state, action, shape_reward(reward, terminated), next_state, terminated)
-            actor_losses.append(actor_loss)
-            critic_losses.append(critic_loss)
-            state = next_state
-            done = terminated or truncated
-            total_steps += 1
-        if not done:                                  # stopped in the middle of this episode
-            break
-
-        scores.append(score)
-        mean_recent = float(np.mean(scores[-SOLVED_WINDOW:]))
-        print(f"episode: {e} | score: {score:.1f} | mean of last {SOLVED_WINDOW}: {mean_recent:.1f}")
-        log_scalars(writer, e, score=score, mean_score_last_10=mean_recent,
-                    actor_loss=float(np.mean(actor_losses)), critic_loss=float(np.mean(critic_losses)))
-        if e % 10 == 0:                               # a redraw costs more than a short episode
-            draw_graph()
-        if len(scores) >= SOLVED_WINDOW and mean_recent > SOLVED_SCORE:
-            solved = True
-            break
-    env.close()
-    if stop.requested:
-        print(f"\ninterrupted at episode {len(scores) + 1}: saving")
-        save_all()
-        sys.exit(130)
-
-    seconds = time.perf_counter() - start
-    if solved:
-        print(f"solved at episode {len(scores)} ({total_steps} env steps, {seconds:.1f} s of training)")
-    else:
-        print(f"not solved in {episodes} episodes ({total_steps} env steps, {seconds:.1f} s of training)")
-    save_all()
+        stopped_before_training()
+    train(agent, env, args.episodes or EPISODES, args.seed, stop, args.save_dir.resolve())
 
 
 if __name__ == "__main__":
