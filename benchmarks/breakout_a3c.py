@@ -98,8 +98,9 @@ def emulator_alone(a3c, steps, threads, envs_per_thread):
     """The vector environment of the fast path, `threads` Python threads each stepping its own games with
     random actions (no network): the ceiling for the fast path on this machine."""
     import numpy as np
-    games = [a3c.VectorBreakout(envs_per_thread, seed=index,
-                                num_threads=max(1, a3c.usable_cores() // threads)) for index in range(threads)]
+    environment = load_module("3-atari/2-breakout-a3c/environment.py")
+    games = [environment.VectorBreakout(envs_per_thread, seed=index, num_threads=max(1, a3c.usable_cores() // threads))
+             for index in range(threads)]
     for game in games:
         game.reset()
     per_thread = steps // (threads * envs_per_thread)

@@ -10,6 +10,9 @@ from conftest import interrupt_script, load_module, printed_mean, printed_scores
 
 TRAIN = "3-atari/2-breakout-a3c/breakout_a3c.py"
 PLAY = "3-atari/2-breakout-a3c/play_a3c_model.py"
+ENVIRONMENT = "3-atari/2-breakout-a3c/environment.py"
+TURNS = "3-atari/2-breakout-a3c/turns.py"
+CHECKPOINT = "3-atari/2-breakout-a3c/a3c_checkpoint.py"
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +93,7 @@ def test_entropy_bonus_pushes_towards_a_uniform_policy(a3c):
 
 
 def test_pre_processing_takes_the_max_of_two_frames():
-    environment = load_module("3-atari/2-breakout-a3c/environment.py")
+    environment = load_module(ENVIRONMENT)
     first = np.zeros((210, 160), dtype=np.uint8)
     second = np.zeros((210, 160), dtype=np.uint8)
     first[:, :80], second[:, 80:] = 200, 100
@@ -133,10 +136,10 @@ def test_two_threads_update_the_global_network_exactly_once_per_rollout(a3c, tmp
                for w in workers)
 
 
-def test_vector_games_keep_lives_scores_and_histories_to_themselves(a3c):
+def test_vector_games_keep_lives_scores_and_histories_to_themselves():
     # The real vector environment, 2 games with random actions: a lost life is `dead` in that game only; a
     # game over is reported with that game's own raw score, and resets that game's history only.
-    games = a3c.VectorBreakout(2, seed=0)
+    games = load_module(ENVIRONMENT).VectorBreakout(2, seed=0)
     states = games.reset()
     assert states.shape == (2, 84, 84, 4) and states.dtype == np.uint8
     rng = np.random.default_rng(0)
@@ -169,8 +172,8 @@ def test_vector_games_keep_lives_scores_and_histories_to_themselves(a3c):
     assert game_overs >= 3 and lone_deaths >= 3
 
 
-def test_book_game_presses_fire_after_a_lost_life_and_restarts_the_history(a3c):
-    games = a3c.BookBreakout(seed=0)
+def test_book_game_presses_fire_after_a_lost_life_and_restarts_the_history():
+    games = load_module(ENVIRONMENT).BookBreakout(seed=0)
     states = games.reset()
     rng = np.random.default_rng(0)
     for _ in range(2000):
@@ -193,10 +196,10 @@ def wait_until(condition, timeout=10.0):
         time.sleep(0.001)
 
 
-def test_turns_are_handed_on_first_come_first_served(a3c):
+def test_turns_are_handed_on_first_come_first_served():
     # A thread that passes its turn on while others wait must queue up behind them (a plain Semaphore lets it
     # take the slot straight back, and the waiting threads starve).
-    turns, order = a3c.Turns(1), []
+    turns, order = load_module(TURNS).Turns(1), []
     turns.acquire()
 
     def play(name):
@@ -219,8 +222,8 @@ def test_turns_are_handed_on_first_come_first_served(a3c):
     assert turns.free == 1 and not turns.waiting
 
 
-def test_turns_never_let_more_threads_play_than_slots(a3c):
-    turns, lock = a3c.Turns(2), threading.Lock()
+def test_turns_never_let_more_threads_play_than_slots():
+    turns, lock = load_module(TURNS).Turns(2), threading.Lock()
     playing, most, turns_taken = [0], [0], []
 
     def play():
@@ -333,8 +336,7 @@ def test_fast_run_trains_in_the_vector_environment_and_is_played_with_its_prepro
     assert result.returncode == 0, result.stderr[-2000:]
     assert "1 threads × 4 games (ale-vector preprocessing), t_max 5" in result.stdout
     weights = tmp_path / "save_model" / "breakout_a3c.weights.h5"
-    a3c = load_module(TRAIN)
-    facts = a3c.weights_facts(weights)
+    facts = load_module(CHECKPOINT).weights_facts(weights)
     assert facts["preprocessing"] == "ale-vector" and facts["total_steps"] >= 800
     curve = (tmp_path / "save_graph" / "breakout_a3c.csv").read_text().splitlines()
     assert curve[0] == "episode,total_steps,score,duration,thread,seconds"
@@ -350,14 +352,28 @@ def test_fast_run_trains_in_the_vector_environment_and_is_played_with_its_prepro
 
 
 def test_the_book_weights_are_played_with_the_book_preprocessing(tmp_path):
-    a3c = load_module(TRAIN)
-    model = a3c.build_model()
+    model, checkpoint = load_module(TRAIN).build_model(), load_module(CHECKPOINT)
     old = tmp_path / "old.weights.h5"
     model.save_weights(old)                        # a file from before the preprocessing was recorded
-    assert a3c.weights_facts(old)["preprocessing"] == "book"
-    a3c.save_weights(model, tmp_path / "new.weights.h5", preprocessing="ale-vector", total_steps=5)
-    assert a3c.weights_facts(tmp_path / "new.weights.h5")["preprocessing"] == "ale-vector"
+    assert checkpoint.weights_facts(old)["preprocessing"] == "book"
+    checkpoint.save_weights(model, tmp_path / "new.weights.h5", preprocessing="ale-vector", total_steps=5)
+    assert checkpoint.weights_facts(tmp_path / "new.weights.h5")["preprocessing"] == "ale-vector"
     model.load_weights(tmp_path / "new.weights.h5")                # still a plain Keras weights file
+
+
+def test_a_resumed_run_goes_on_with_the_curve_of_the_games_its_weights_have_seen(tmp_path):
+    # A kill between saving the curve and the weights leaves games in the CSV that the weights never saw: dropped.
+    checkpoint = load_module(CHECKPOINT)
+    log = checkpoint.RunLog(tmp_path, "breakout_a3c", verbose=False)
+    log.log_path.parent.mkdir(parents=True)
+    rows = [(episode, 100 * episode, float(episode), 50, 0, 1.5 * episode) for episode in range(1, 6)]
+    checkpoint.write_curve(log.log_path, rows)
+    total_steps = log.continue_curve({"preprocessing": "book", "episodes": 3, "total_steps": 320, "seconds": 4.0})
+    assert log.scores == rows[:3] and log.episode == 3
+    assert total_steps == 320 and log.seconds_before == 4.0
+    # Weights from before the facts were stored: the curve's last row says where the run stopped.
+    assert log.continue_curve({"preprocessing": "book"}) == 500
+    assert log.scores == rows and log.episode == 5 and log.seconds_before == 7.5
 
 
 @pytest.mark.parametrize("script", [PLAY, TRAIN])
@@ -398,7 +414,7 @@ def test_the_shipped_agent_plays_far_better_than_random_with_its_own_preprocessi
 def test_the_colour_screen_plays_the_very_same_game_as_the_agent(tk_display):
     # ALE's vector environment has no window: --render runs a second emulator, seeded alike and given the same
     # actions, in colour, in a real Tk window (Xvfb). Same lives and same game overs step by step: the same game.
-    environment = load_module("3-atari/2-breakout-a3c/environment.py")
+    environment = load_module(ENVIRONMENT)
     games, rng = environment.VectorBreakout(1, seed=5), np.random.default_rng(0)
     games.reset()
     screen = environment.ColourScreen(5, fps=0)
@@ -415,6 +431,28 @@ def test_the_colour_screen_plays_the_very_same_game_as_the_agent(tk_display):
     assert (screen.image.width(), screen.image.height()) == (480, 630)
     screen.close()
     games.close()
+
+
+@pytest.mark.parametrize("preprocessing", ["book", "ale-vector"])
+def test_a_stuck_game_is_ended_at_the_cap_and_counted_as_it_stands(preprocessing, capsys):
+    # Watching: a game that goes on past max_episode_steps agent steps is counted with its score so far and a
+    # new one starts; the colour frames (--record) go on through it, one a step (the vector games' screen also
+    # shows each reset).
+    frames = []
+    game = load_module(ENVIRONMENT).WatchedBreakout(preprocessing, max_episode_steps=7, seed=0, frames=frames)
+    game.reset()
+    ended = []
+    for step in range(1, 15):
+        _, finished = game.step(np.array([1]))        # RIGHT: no game ends by itself within 14 steps
+        ended += [(step, duration) for _, _, duration in finished]
+    assert ended == [(7, 7), (14, 7)]
+    assert capsys.readouterr().out.splitlines() == ["(game 1 stopped at the 7-step cap)",
+                                                    "(game 2 stopped at the 7-step cap)"]
+    assert len(frames) == (14 if preprocessing == "book" else 1 + 14 + 2)
+    assert all(frame.shape == (210, 160, 3) for frame in frames)
+    if game.screen is not None:                       # the colour screen was reset with the game: still in step
+        assert game.screen.info["lives"][0] == game.games.lives[0]
+    game.close()
 
 
 def test_the_shipped_agent_can_be_watched_in_a_window(tk_display):

@@ -1,4 +1,4 @@
-"""Breakout with A3C, the Asynchronous Advantage Actor-Critic (Keras 3 on TensorFlow).
+"""Breakout with A3C, the Asynchronous Advantage Actor-Critic (the book's chapter 7; Keras 3 on TensorFlow).
 
 Mnih et al., "Asynchronous Methods for Deep Reinforcement Learning", ICML 2016.
 
@@ -18,41 +18,30 @@ several actor-learner threads. Each thread has its own Breakout game(s) and its 
 The advantage A is a constant in the policy loss (no gradient flows through it into the value head). The
 −β·H term rewards uncertainty, which keeps the threads exploring.
 
-Two ways to run it:
-- The book's (default): 8 threads, each playing ONE game and asking its network for one action per step.
-- Fast (`--fast`): 4 threads, each playing 8 games at once (`--envs-per-thread N`, stepped by the emulator's own
-  C++ threads outside Python's interpreter lock), choosing all N actions with one network call and learning from
-  t_max × N samples per update. On a 2-core CPU this plays several times more steps per second (BENCHMARKS.md).
+The book's way (default): 8 threads, each playing ONE game and asking its network for one action per step.
+`--fast`: 4 threads, each playing 8 games at once in the emulator's C++ vector environment (outside Python's
+interpreter lock), choosing all 8 actions with one network call and learning from t_max × 8 samples per update:
+several times more agent steps per second on a 2-core CPU (BENCHMARKS.md).
 
-What differs from the book's 2017 code:
-- The book bootstrapped from V of the wrong state and broadcast the critic loss into an N×N matrix; here R is
-  bootstrapped from V(next state) and the value loss is a plain mean over the rollout.
-- After a lost life the book rebuilt the frame history with a reshape that scrambled the pixels; here the
-  history restarts from four copies of the new frame (book preprocessing; environment.py lists the
-  differences of the fast path's preprocessing).
-- The book forced FIRE after a lost life but stored that step as if the policy had chosen it; here FIRE is
-  pressed by the environment code and is not a training sample.
-- Episodes are counted thread-safely; global updates are serialised by a lock (Keras 3's apply_gradients is
-  not thread-safe); the local copy is refreshed by one compiled assign instead of set_weights.
-- At most `--active-threads` workers (default: one per CPU core) play at the same time; the others wait their
-  turn (turns.py). TensorFlow runs each small kernel on the thread that called it (`one_thread_per_kernel`).
-- Gradients are clipped to a global norm (40 by default, 0.5 with --fast); not in the book, a common A3C
-  safeguard so that one unlucky rollout cannot wreck the shared network.
+What differs from the book's 2017 code (README.md has the details):
+- R bootstraps from V(next state) and the value loss is a plain mean (the book: V of the wrong state, N×N).
+- After a lost life the history restarts from four copies of the new frame (the book's reshape scrambled it),
+  and FIRE is pressed by the environment code, not stored as a sample the policy chose (environment.py: also
+  how the preprocessing of the --fast games differs).
+- Games are counted thread-safely; global updates are serialised by a lock (Keras 3's apply_gradients is not
+  thread-safe); θ' ← θ is one compiled assign instead of set_weights.
+- At most one thread per CPU core plays at a time (`--active-threads`), the others wait their turn, and TensorFlow
+  runs each small kernel on the thread that called it (turns.py).
+- Gradients are clipped to a global norm (40; 0.5 with --fast), a common A3C safeguard against one bad rollout.
 
 Run:   python 3-atari/2-breakout-a3c/breakout_a3c.py --fast
 Watch: tensorboard --logdir 3-atari/2-breakout-a3c/summary
 Play:  python 3-atari/2-breakout-a3c/play_a3c_model.py --episodes 10 --no-render
-
-The shipped save_model/breakout_a3c_trained.weights.h5 was trained with --fast for 3.9 M agent steps (52 minutes
-on a 2-core CPU); its curve is save_graph/breakout_a3c_trained.png (.csv: the numbers).
+Checkpoints and the run's record: a3c_checkpoint.py; the jobs every chapter shares: plumbing.py (safe to skip).
 """
 import argparse
-import csv
 import os
-import random
-import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -60,16 +49,19 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))                     # this folder's environment.py and turns.py
+sys.path.insert(0, str(HERE))                     # this folder's environment.py, turns.py, a3c_checkpoint.py
 
-import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 
-from environment import (ACTIONS, PREPROCESSINGS, STATE_SIZE, BookBreakout, ColourScreen, VectorBreakout,
-                         make_games)
-from turns import Turns, usable_cores
+from a3c_checkpoint import RunLog, hyperparameter_table, load_to_play, resume, save_weights
+from environment import ACTIONS, STATE_SIZE, WatchedBreakout, make_games
+from plumbing import (NEVER, StopFlag, add_precision_argument, add_seed_argument, add_watching_arguments,
+                      announce_precision, dtype_policy, ensure_writable, headless_unless_window, parse_arguments,
+                      positive_float, positive_int, report_scores, seed_everything, stopped_before_training,
+                      write_gif)
+from turns import Turns, one_thread_per_kernel, usable_cores
 
 NAME = "breakout_a3c"
 TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"
@@ -97,6 +89,9 @@ MAX_EPISODE_STEPS = 10_000  # playing: a greedy agent can loop for ever without 
 # one update per 5 steps × 8 games (lr 7e-4 and gradient norm 0.5 as in synchronous A2C); measured fastest to a
 # good score on a 2-core CPU (BENCHMARKS.md). Options given explicitly win.
 FAST = dict(threads=4, envs_per_thread=8, active_threads=4, t_max=5, lr=7e-4, max_grad_norm=0.5, rms_epsilon=1e-10)
+# The A3C network is small: its updates cost little maths and much overhead, so bfloat16 makes them no faster
+# even where the hardware has it (BENCHMARKS.md); --precision auto stays float32 everywhere.
+AUTO_BFLOAT16 = False
 
 
 def discount_rewards(rewards, dones, next_values, gamma=GAMMA):
@@ -142,51 +137,7 @@ def build_model(precision="float32"):
     return keras.Model(state, [policy, value], name="actor_critic")
 
 
-# ---- saving and loading: the weights file also holds the facts about them ----
-def save_weights(model, path, optimizer=None, **facts):
-    """The weights, the facts about them (preprocessing, steps, games, seconds) and the optimiser's state (so
-    that --load goes on where training stopped) in ONE Keras weights file, written atomically: after a kill
-    the file on disk is the old one or the new one, never a mismatched pair."""
-    def write(tmp):
-        model.save_weights(tmp)
-        with h5py.File(tmp, "a") as file:
-            file.attrs.update({f"a3c_{key}": value for key, value in facts.items()})
-            if optimizer is not None:
-                group = file.create_group("a3c_optimizer")
-                for index, variable in enumerate(optimizer.variables):
-                    group.create_dataset(str(index), data=np.asarray(variable))
-    atomic_write(path, write)
-
-
-def load_optimizer(optimizer, path):
-    """Restore the optimiser's state saved with the weights (RMSprop's running averages); False if absent."""
-    with h5py.File(path, "r") as file:
-        if "a3c_optimizer" not in file:
-            return False
-        values = [file["a3c_optimizer"][str(index)][()] for index in range(len(file["a3c_optimizer"]))]
-    if [v.shape for v in values] != [tuple(v.shape) for v in optimizer.variables]:
-        return False
-    for variable, value in zip(optimizer.variables, values):
-        variable.assign(value)
-    return True
-
-
-def weights_facts(path):
-    """The facts save_weights stored (weights from before they were stored: the book's preprocessing)."""
-    try:
-        with h5py.File(path, "r") as file:
-            facts = {key[4:]: file.attrs[key] for key in file.attrs if key.startswith("a3c_")}
-    except OSError:
-        facts = {}                        # load_weights reports the unreadable file
-    facts.setdefault("preprocessing", "book")
-    facts["preprocessing"] = str(facts["preprocessing"])
-    return facts
-
-
-NEVER = type("Never", (), {"requested": False})()   # a stop flag that never stops (tests, benchmarks)
-
-
-# ---- the global agent: network, optimiser, counters, summaries, saving ----
+# ---- the global agent: the network and optimiser every thread updates; it runs the threads ----
 class A3CAgent:
     def __init__(self, threads=THREADS, t_max=T_MAX, learning_rate=LEARNING_RATE, save_dir=HERE,
                  seed=None, verbose=True, active_threads=ACTIVE_THREADS, envs_per_thread=ENVS_PER_THREAD,
@@ -216,83 +167,29 @@ class A3CAgent:
         self.optimizer = keras.optimizers.RMSprop(learning_rate=learning_rate, rho=RMS_RHO, epsilon=rms_epsilon)
         self.optimizer.build(self.model.trainable_variables)
 
-        # Shared state of the threads. `lock` serialises global updates (and saving); `log_lock` keeps one
-        # thread at a time in the episode counter, the printout and the TensorBoard writer.
+        # Shared state of the threads. `lock` serialises global updates (and saving).
         self.lock = threading.Lock()
-        self.log_lock = threading.Lock()
         self.turns = Turns(self.active_threads)   # how many workers play at once (see turns.py)
         self.stop_event = threading.Event()
-        self.episode = 0
         self.total_steps = 0
         self.updates = 0
-        self.seconds_before = 0.0               # training seconds of the run(s) this one continues
-        self.scores = []                        # (episode, total steps, score, duration, thread, seconds)
+        self.log = RunLog(save_dir, NAME, verbose)  # games, curve, clock, summaries, file paths (a3c_checkpoint.py)
 
-        self.save_dir = Path(save_dir)
-        self.model_path = self.save_dir / "save_model" / f"{NAME}.weights.h5"
-        self.best_path = self.save_dir / "save_model" / f"{NAME}_best.weights.h5"
-        self.graph_path = self.save_dir / "save_graph" / f"{NAME}.png"
-        self.log_path = self.save_dir / "save_graph" / f"{NAME}.csv"
-        self.writer = None
-        self.start_time = time.perf_counter()
-
-    # Load weights to start from (--load), and continue the curve of a previous run in the same --save-dir.
+    # Load weights to start from (--load), with RMSprop's state and the step count saved beside them; the curve of
+    # a previous run in the same --save-dir goes on (a3c_checkpoint.py).
     def load_model(self, path):
-        facts = weights_facts(path)
-        load_weights(self.model, path, f"train one with: python {Path(__file__).name}")
-        if facts["preprocessing"] != self.preprocessing:
-            sys.exit(f"error: {path} was trained with the {facts['preprocessing']} preprocessing; continue it "
-                     f"with --envs-per-thread {'1' if facts['preprocessing'] == 'book' else '2 or more'}")
-        if not load_optimizer(self.optimizer, path) and self.verbose:
-            print("note: no optimiser state in this file: RMSprop starts its running averages afresh")
-        if self.log_path.exists():
-            self.scores = read_curve(self.log_path, int(facts.get("episodes", 1 << 62)))
-        # The weights file's facts count; a file from before they were stored falls back on the curve.
-        episode, total_steps, _, _, _, seconds = self.scores[-1] if self.scores else (0, 0, 0, 0, 0, 0.0)
-        self.episode = episode
-        self.total_steps = int(facts.get("total_steps", total_steps))
-        self.seconds_before = float(facts.get("seconds", seconds))
-
-    def seconds(self):
-        return self.seconds_before + time.perf_counter() - self.start_time
-
-    # Called by a worker at the end of a game: count it (thread-safely), print one line, write summaries.
-    def end_episode(self, thread, score, duration, avg_max_prob):
-        with self.log_lock:
-            self.episode += 1
-            episode, total_steps, seconds = self.episode, self.total_steps, self.seconds()
-            self.scores.append((episode, total_steps, score, duration, thread, round(seconds, 1)))
-            steps_per_s = (total_steps - self.start_steps) / max(time.perf_counter() - self.start_time, 1e-9)
-            if self.verbose:
-                print(f"episode: {episode} | score: {score:.1f} | avg max prob: {avg_max_prob:.3f} | "
-                      f"duration: {duration} | thread: {thread} | total steps: {total_steps} | "
-                      f"steps/s: {steps_per_s:.0f}", flush=True)
-            if self.writer is not None:
-                log_scalars(self.writer, episode, **{"Total Reward/Episode": score,
-                                                     "Average Max Prob/Episode": avg_max_prob,
-                                                     "Duration/Episode": duration, "Steps per Second": steps_per_s})
-
-    def recent_mean(self, n=100):
-        with self.log_lock:
-            scores = [row[2] for row in self.scores[-n:]]
-        return (float(np.mean(scores)) if scores else float("-inf")), len(scores)
+        resume(self, path, f"train one with: python {Path(__file__).name}")
 
     # Save the curve (CSV, graph), then the global weights with their facts (under the update lock, so no
     # update is half-applied). The weights go last: after a kill the CSV may hold games the weights have not
     # seen, and load_model drops those.
     def save_model(self, path=None):
-        path = Path(path or self.model_path)
-        with self.log_lock:
-            rows = list(self.scores)
-        atomic_write(self.log_path, lambda tmp: write_curve(tmp, rows))
-        if rows:
-            save_graph(self.graph_path, [row[1] for row in rows], [row[2] for row in rows],
-                       "agent steps (all threads; 1 step = 4 frames)", "Breakout A3C")
+        rows = self.log.save_curve()
         with self.lock:
-            save_weights(self.model, path, self.optimizer, preprocessing=self.preprocessing,
-                         total_steps=self.total_steps,
-                         episodes=len(rows) and rows[-1][0], seconds=round(self.seconds(), 1),
-                         threads=self.threads, envs_per_thread=self.envs_per_thread)
+            save_weights(self.model, path or self.log.model_path, self.optimizer, preprocessing=self.preprocessing,
+                         total_steps=self.total_steps, episodes=len(rows) and rows[-1][0],
+                         seconds=round(self.log.seconds(), 1), threads=self.threads,
+                         envs_per_thread=self.envs_per_thread)
 
     def stopping(self):
         return self.stop.requested or self.stop_event.is_set()
@@ -300,54 +197,36 @@ class A3CAgent:
     # Start the actor-learner threads and look after them from the main thread until the step budget is
     # spent (or Ctrl-C): save every SAVE_EVERY_S seconds and keep the best global weights so far.
     def train(self, max_steps=MAX_STEPS, max_episodes=None, save_every=SAVE_EVERY_S, summaries=True):
-        for folder in ("save_model", "save_graph", "summary"):
-            ensure_writable(self.save_dir / folder)
+        ensure_writable(*(self.log.save_dir / folder for folder in ("save_model", "save_graph", "summary")))
         if summaries:
-            self.writer = tf.summary.create_file_writer(str(self.save_dir / "summary" / NAME))
-            with self.writer.as_default(step=0):
-                tf.summary.text("hyperparameters", hyperparameter_table(self))
+            self.log.open_summaries(hyperparameter_table(self))
         workers = self.workers = []
         for index in range(self.threads):           # builds and compiles every local network (seconds)
             if self.stop.requested:
                 return None                         # stopped before training started
             workers.append(Agent(self, index, max_steps, max_episodes))
-        self.start_time, self.start_steps = time.perf_counter(), self.total_steps
+        self.log.start(self.total_steps)
         for worker in workers:
             worker.start()
-        last_save, best_mean = time.perf_counter(), self.recent_mean()[0]
+        last_save = time.perf_counter()
         while any(worker.is_alive() for worker in workers) and not self.stopping():
             self.stop_event.wait(timeout=0.2)
             if time.perf_counter() - last_save >= save_every:
                 self.save_model()
                 last_save = time.perf_counter()
-                mean, count = self.recent_mean()
-                if count >= 20 and mean > best_mean:
-                    best_mean = mean
-                    self.save_model(self.best_path)
-                if self.verbose:
-                    print(f"saved {self.model_path} (mean of last {count} scores: {mean:.1f})", flush=True)
+                if self.log.new_best():             # the mean of the last 100 games: the best so far?
+                    self.save_model(self.log.best_path)
         interrupted = self.stop.requested
         if interrupted:
             print("\ninterrupted: stopping the threads and saving ...", flush=True)
         self.stop_event.set()
         for worker in workers:
             worker.join()
-        self.train_seconds = time.perf_counter() - self.start_time
-        errors = [worker.error for worker in workers if worker.error is not None]
+        elapsed = time.perf_counter() - self.log.start_time
         self.save_model()
-        if self.writer is not None:
-            self.writer.flush()
-        elapsed = self.train_seconds
-        if self.verbose:
-            print(f"{self.total_steps - self.start_steps} steps in {elapsed:.0f} s "
-                  f"({(self.total_steps - self.start_steps) / max(elapsed, 1e-9):.0f} steps/s over "
-                  f"{self.threads} threads × {self.envs_per_thread} games, {self.active_threads} at a time)")
-            print(f"weights saved to {self.model_path}")
-            if self.scores:
-                print(f"graph saved to {self.graph_path}")
-            if self.writer is not None:
-                print(f"summaries in {self.save_dir / 'summary' / NAME} "
-                      f"(tensorboard --logdir {self.save_dir / 'summary'})")
+        self.log.report(self.total_steps, elapsed, f"{self.threads} threads × {self.envs_per_thread} games, "
+                                                   f"{self.active_threads} at a time")
+        errors = [worker.error for worker in workers if worker.error is not None]
         if errors:
             raise errors[0]
         return interrupted
@@ -407,24 +286,22 @@ class Agent(threading.Thread):
             grads, _ = tf.clip_by_global_norm(grads, agent.max_grad_norm)
             return grads
 
+        def sync():
+            for local_variable, global_variable in zip(local.variables, global_model.variables):
+                local_variable.assign(global_variable)
+
         @tf.function(input_signature=[[tf.TensorSpec(v.shape, v.dtype) for v in local.trainable_variables]],
                      jit_compile=True)
         def apply_and_sync(grads):
             optimizer.apply_gradients(zip(grads, global_model.trainable_variables))
-            for local_variable, global_variable in zip(local.variables, global_model.variables):
-                local_variable.assign(global_variable)
-
-        @tf.function
-        def sync():
-            for local_variable, global_variable in zip(local.variables, global_model.variables):
-                local_variable.assign(global_variable)
+            sync()
 
         # Keep the traced (concrete) functions: calling them skips tf.function's argument matching, which is
         # Python work done under the interpreter lock on every step.
         self.act = act.get_concrete_function()
         self.compute_gradients = compute_gradients.get_concrete_function()
         self.apply_and_sync = apply_and_sync.get_concrete_function()
-        self.sync = sync
+        self.sync = tf.function(sync)
         self.act(tf.zeros((self.n_games, *STATE_SIZE), tf.uint8))   # compile act's XLA code now
 
     # Sample one action per game from the local policy π(a|s; θ'), all games in one compiled call.
@@ -468,7 +345,7 @@ class Agent(threading.Thread):
         agent = self.global_agent
         if agent.stopping() or agent.total_steps >= self.max_steps:
             return False
-        return self.max_episodes is None or agent.episode < self.max_episodes
+        return self.max_episodes is None or agent.log.episode < self.max_episodes
 
     def run(self):
         try:
@@ -478,36 +355,34 @@ class Agent(threading.Thread):
             self.global_agent.stop_event.set()
 
     def play_and_learn(self):
-        turns = self.global_agent.turns
-        turns.acquire()                       # wait for a turn to play (see Turns); given back at the end
-        games = None
-        try:
+        agent = self.global_agent
+        with agent.turns as turns:            # wait for a turn to play (see Turns); given back at the end
             if not self.budget_left():        # the budget ran out while this thread waited
                 return
             games = make_games(self.n_games, seed=self.env_seed, rng=self.rng,
-                               num_threads=max(1, usable_cores() // self.global_agent.active_threads))
-            states = games.reset()
-            sum_max_prob = np.zeros(self.n_games)
-            while self.budget_left():
-                actions, policy = self.get_action(states)
-                next_states, rewards, dead, finished = games.step(actions)
-                sum_max_prob += policy.max(axis=1)
-                # A lost life is terminal for learning; the score keeps the real (unclipped) rewards.
-                self.append_sample(states, actions, np.clip(rewards, -1.0, 1.0), dead)
-                for game, score, duration in finished:
-                    self.global_agent.end_episode(self.index, score, duration, sum_max_prob[game] / duration)
-                    sum_max_prob[game] = 0.0
-                # The book's single game also ends its rollout at a lost life.
-                if self.n_samples == self.t_max or (self.n_games == 1 and dead[0]):
-                    self.train_model(next_states)
-                    # Another waiting thread gets to play; back on turn, start again from the newest θ.
-                    if turns.pass_on():
-                        with self.global_agent.lock:
-                            self.update_local_model()
-                states = next_states
-        finally:
-            turns.release()                   # first, so that no error below can keep the others waiting
-            if games is not None:
+                               num_threads=max(1, usable_cores() // agent.active_threads))
+            try:
+                states = games.reset()
+                sum_max_prob = np.zeros(self.n_games)
+                while self.budget_left():
+                    actions, policy = self.get_action(states)
+                    next_states, rewards, dead, finished = games.step(actions)
+                    sum_max_prob += policy.max(axis=1)
+                    # A lost life is terminal for learning; the score keeps the real (unclipped) rewards.
+                    self.append_sample(states, actions, np.clip(rewards, -1.0, 1.0), dead)
+                    for game, score, duration in finished:
+                        avg_max_prob = sum_max_prob[game] / duration
+                        agent.log.end_episode(self.index, score, duration, avg_max_prob, agent.total_steps)
+                        sum_max_prob[game] = 0.0
+                    # The book's single game also ends its rollout at a lost life.
+                    if self.n_samples == self.t_max or (self.n_games == 1 and dead[0]):
+                        self.train_model(next_states)
+                        # Another waiting thread gets to play; back on turn, start again from the newest θ.
+                        if turns.pass_on():
+                            with agent.lock:
+                                self.update_local_model()
+                    states = next_states
+            finally:
                 games.close()
 
 
@@ -520,297 +395,44 @@ def play(model, episodes, preprocessing="book", render=False, seed=None, max_epi
     rng = np.random.default_rng(seed)
     policy_of = tf.function(lambda states: model(states, training=False)[0],
                             input_signature=[tf.TensorSpec((None, *STATE_SIZE), tf.uint8)])
-    screen = None
-    if preprocessing == "book":
-        render_mode = "rgb_array" if frames is not None else "human" if render else None
-        games = BookBreakout(seed=seed, rng=rng, render_mode=render_mode)
-    else:
-        if render or frames is not None:  # a second emulator plays the same game in colour (same seed, same actions)
-            seed = int(rng.integers(2 ** 31)) if seed is None else seed
-            try:
-                screen = ColourScreen(seed, window=render, frames=frames)
-            except Exception as error:    # tkinter missing, or DISPLAY names a screen that does not answer
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                print(f"cannot open a window ({reason}): running headless")
-                screen = None if frames is None else ColourScreen(seed, window=False, frames=frames)
-        games = VectorBreakout(1, seed=seed)
-    scores = []
-    states = games.reset()
-    steps = 0
+    game = WatchedBreakout(preprocessing, max_episode_steps, seed, rng, render, frames)
+    scores, states = [], game.reset()
     while len(scores) < episodes and not stop.requested:
         policy = policy_of(tf.constant(states)).numpy()
         if sample:
             actions = np.array([rng.choice(len(p), p=p / p.sum()) for p in policy])
         else:
             actions = policy.argmax(axis=1)
-        states, _, _, finished = games.step(actions)
-        if screen is not None:
-            screen.step(actions)
-        elif frames is not None:
-            frames.append(games.env.render())
-        steps += 1
-        if not finished and steps >= max_episode_steps:    # stuck: count the game as it stands, start anew
-            finished = [(0, float(games.scores[0]), steps)]
-            print(f"(game {len(scores) + 1} stopped at the {max_episode_steps}-step cap)")
-            if screen is None:
-                states = games.reset()
-            else:                                           # a new seed for both emulators, to stay in step
-                new_seed = int(rng.integers(2 ** 31))
-                states = games.reset(seed=new_seed)
-                screen.reset(new_seed)
+        states, finished = game.step(actions)
         for _, score, duration in finished:
             scores.append(score)
             print(f"episode: {len(scores)} | score: {score:.1f} | steps: {duration}", flush=True)
-            steps = 0
-    games.close()
-    if screen is not None:
-        screen.close()
+    game.close()
     return scores
 
 
-def hyperparameter_table(agent):
-    rows = [("threads", agent.threads), ("games per thread", agent.envs_per_thread),
-            ("active threads", agent.active_threads), ("preprocessing", agent.preprocessing),
-            ("t_max", agent.t_max), ("gamma", agent.gamma), ("learning rate", agent.learning_rate),
-            ("RMSprop rho", RMS_RHO), ("RMSprop epsilon", agent.rms_epsilon),
-            ("entropy beta", agent.entropy_beta), ("value weight", agent.value_weight),
-            ("max grad norm", agent.max_grad_norm), ("seed", agent.seed)]
-    return "| hyperparameter | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS, sample=False, precision="auto",
+              record=None):
+    """--play here and play_a3c_model.py: load the weights and play them with their preprocessing; with
+    `record` (a .gif path) also save the games' colour screens as an animated GIF."""
+    stop = StopFlag()
+    seed_everything(seed)
+    render = headless_unless_window(render)
+    if record is not None:
+        ensure_writable(record.parent.resolve())
+    model = build_model(announce_precision(precision, AUTO_BFLOAT16))
+    preprocessing = load_to_play(model, load, f"train them with: python {Path(__file__).name}")
+    frames = None if record is None else []
+    scores = play(model, episodes, preprocessing, render, seed, max_episode_steps, sample, stop, frames)
+    if frames:
+        write_gif(record, frames, seconds_per_frame=4 / 60)            # an agent step is 4 frames at 60 Hz
+    report_scores(scores, stop)
 
 
-CURVE_COLUMNS = ["episode", "total_steps", "score", "duration", "thread", "seconds"]
+# ---- the command line ----
+RECORD_HELP = "save the games played as an animated GIF, in colour (no window needed; --episodes 1 keeps it short)"
 
 
-def write_curve(path, rows):
-    with open(path, "w", newline="") as file:
-        out = csv.writer(file)
-        out.writerow(CURVE_COLUMNS)
-        out.writerows(rows)
-
-
-def read_curve(path, up_to_episode):
-    """The rows of a saved curve up to the given game (a curve from before `seconds` was kept gets blanks)."""
-    try:
-        with open(path, newline="") as file:
-            rows = []
-            for r in csv.DictReader(file):
-                seconds = r.get("seconds") or "nan"
-                rows.append((int(r["episode"]), int(r["total_steps"]), float(r["score"]), int(r["duration"]),
-                             int(r["thread"]), float(seconds)))
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        sys.exit(f"error: cannot read the training curve {path} ({type(error).__name__}: {error}); "
-                 "move it away to start a new curve")
-    return [row for row in rows if row[0] <= up_to_episode]
-
-
-def one_thread_per_kernel(threads=1):
-    """Run each TensorFlow kernel on the Python thread that called it (TensorFlow's intra-op pool of 1 thread).
-    The kernels here are small; handing them to a pool of helper threads costs more than it gains, and the
-    workers already keep the cores busy. Must run before TensorFlow starts (before the first model is built);
-    if it already has, its pools are kept as they are and this returns False."""
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        return True
-    except RuntimeError:
-        return False
-
-
-# ---- plumbing: the same text in every chapter that has it (tests/test_plumbing.py checks); safe to skip ----
-def atomic_write(path, write):
-    """Call write(tmp) on a temp file beside `path`, then move it into place: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the suffix (.weights.h5 / .png / .csv)
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def ensure_writable(folder):
-    """Fail before training, in one line, if artefacts could not be saved."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as error:
-        sys.exit(f"error: cannot write to {folder}: {error.strerror}")
-
-
-def load_weights(model, path, how_to_make):
-    """Load Keras weights, or exit with one line naming the file and how to make one."""
-    try:
-        model.load_weights(path)
-    except Exception as error:            # missing, truncated, wrong architecture
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-        # A wrong architecture: Keras says "... for object <Conv2D ...>:" and the reason on the next line.
-        reason = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
-        reason = reason.split(" Target variable:")[0]          # not the dump of the variable's values
-        sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
-
-
-class StopFlag:
-    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
-    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
-    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
-    callback can be lost (training goes on) or crash the process."""
-
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGINT, self.request)
-        signal.signal(signal.SIGTERM, self.request)
-
-    def request(self, signum, frame):
-        self.requested = True
-
-
-def display_available():
-    """Is there a screen to draw on? On Linux a window needs an X or Wayland display (SSH sessions, servers
-    and WSL without WSLg have none); Windows and macOS always have one."""
-    if not sys.platform.startswith("linux"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def window_refused():
-    """None when a window can open on this display, else the reason in a few words. ALE's own window (SDL) ends the
-    whole process with a crash where DISPLAY names a screen that does not answer; Tk fails politely, so ask it."""
-    try:
-        import tkinter
-        tkinter.Tk().destroy()
-    except ImportError:
-        return None                       # no Tk to ask: let the window try
-    except tkinter.TclError as error:
-        return str(error).strip().splitlines()[0] if str(error).strip() else "TclError"
-    return None
-
-
-def log_scalars(writer, step, **scalars):
-    """TensorBoard scalars, one tf.summary.scalar each (view them: tensorboard --logdir <save dir>/summary)."""
-    with writer.as_default(step=step):
-        for name, value in scalars.items():
-            tf.summary.scalar(name, value)
-
-
-def save_graph(path, x, scores, xlabel, title, window=100):
-    """The scores (dots) and their running mean over the last `window` (line), as a PNG written atomically.
-    matplotlib's Agg backend draws without a window."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    x, scores = np.asarray(x, dtype=np.float64), np.asarray(scores, dtype=np.float64)
-    figure, axes = plt.subplots(figsize=(8, 4))
-    axes.plot(x, scores, ".", markersize=2, alpha=0.5, label="score")
-    window = min(window, len(scores))
-    if window > 1:
-        mean = np.convolve(scores, np.ones(window) / window, mode="valid")
-        axes.plot(x[window - 1:], mean, "r-", label=f"mean of the last {window}")
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel("score")
-    axes.set_title(title)
-    axes.legend(loc="upper left")
-    figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
-    plt.close(figure)
-
-
-def cpu_flags():
-    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (an empty set elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def visible_gpus():
-    """[(name, (major, minor) compute capability or None)] for each GPU that TensorFlow sees."""
-    gpus = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        gpus.append((details.get("device_name", gpu.name), details.get("compute_capability")))
-    return gpus
-
-
-def bfloat16_hardware(flags, gpus):
-    """(True, why) where this hardware does bfloat16 matrix maths faster than float32, else (False, why).
-    TensorFlow runs the networks on the first GPU when there is one; otherwise on the CPU."""
-    if gpus:
-        name, capability = gpus[0]
-        if capability is not None and tuple(capability) >= (8, 0):
-            return True, f"the GPU ({name}, compute capability {capability[0]}.{capability[1]}) has bfloat16 tensor cores"
-        return False, f"the GPU ({name}) has no bfloat16 tensor cores (those need compute capability 8.0 or newer)"
-    if "amx_bf16" in flags:
-        return True, "the CPU has AMX bfloat16 units (amx_bf16)"
-    if "avx512_bf16" in flags:
-        return False, ("the CPU has AVX-512 BF16 but no AMX, and there bfloat16 measured slower than float32 "
-                       "(see BENCHMARKS.md)")
-    return False, "the CPU has no bfloat16 units: bfloat16 would be emulated, and slower"
-
-
-def choose_precision(requested, hardware, auto_bfloat16=True):
-    """(precision, why) for `--precision requested` on `hardware` = bfloat16_hardware(...). auto_bfloat16 says
-    whether this chapter's network gains from bfloat16 at all where the hardware has it."""
-    fast, why = hardware
-    if requested != "auto":
-        return requested, f"asked for; {why}"
-    if fast and not auto_bfloat16:
-        return "float32", f"auto: {why}, but this network measured no faster in bfloat16"
-    return ("bfloat16" if fast else "float32"), f"auto: {why}"
-
-
-def dtype_policy(precision):
-    """Keras dtype policy of the hidden layers: bfloat16 maths on float32 weights, or plain float32."""
-    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
-
-
-def gif_path(text):
-    """--record FILE.gif: a path ending in .gif (the folder is made, and checked, before the run starts)."""
-    path = Path(text)
-    if path.suffix.lower() != ".gif":
-        raise argparse.ArgumentTypeError(f"must be a file name ending in .gif, got {text!r}")
-    return path
-
-
-def write_gif(path, frames, seconds_per_frame, max_frames=400):
-    """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
-    recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
-    `max_frames`; each frame gets a palette of its own colours."""
-    from PIL import Image                               # Pillow comes with matplotlib
-    step = max(1, -(-len(frames) // max_frames))
-    images = []
-    for frame in frames[::step]:
-        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
-        images.append(image.convert("RGB").quantize(colors=64))
-    duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
-    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                                                  duration=duration, loop=0, optimize=True))
-    print(f"recorded {len(images)} frames to {path}")
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not 0.0 < value < float("inf"):                     # also rejects nan and inf
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {text}")
-    return value
-
-
-# ---- arguments, seeding, watching from the command line ----
 def parse_args(argv=None):
     book = dict(threads=THREADS, envs_per_thread=ENVS_PER_THREAD, active_threads=ACTIVE_THREADS, t_max=T_MAX,
                 lr=LEARNING_RATE, max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON)
@@ -846,21 +468,17 @@ def parse_args(argv=None):
                              "games to play (None: 10)")
     parser.add_argument("--save-every", type=positive_float, default=SAVE_EVERY_S,
                         help="seconds between checkpoints of the global weights")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (None: a different run each time)")
+    add_seed_argument(parser)
     parser.add_argument("--save-dir", type=Path, default=argparse.SUPPRESS,
                         help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary "
                              "(default: this script's folder)")
-    parser.add_argument("--load", type=Path, default=None,
-                        help="start from these weights (with --play: play them); the curve in --save-dir goes on")
-    parser.add_argument("--play", action="store_true",
-                        help=f"do not train: play save_model/{TRAINED.name} (or --load) greedily")
+    add_watching_arguments(parser, TRAINED, record_help=RECORD_HELP,
+                           load_help="start from these weights (with --play: play them); the curve in --save-dir "
+                                     "goes on")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="with --play: show the game (training never renders: threads must not draw)")
-    add_precision_argument(parser)
-    add_record_argument(parser)
-    args = parser.parse_args(argv)
-    if args.record is not None and not args.play:
-        parser.error("argument --record: records what --play plays; add --play")
+    add_precision_argument(parser, AUTO_BFLOAT16)
+    args = parse_arguments(parser, argv)
     for key, value in (FAST if args.fast else book).items():
         if not hasattr(args, key):
             setattr(args, key, value)
@@ -869,72 +487,6 @@ def parse_args(argv=None):
     return args
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-# The A3C network is small: its updates cost little maths and much overhead, so bfloat16 makes them no faster
-# even where the hardware has it (BENCHMARKS.md); auto stays float32 everywhere.
-AUTO_BFLOAT16 = False
-
-
-def add_record_argument(parser):
-    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif",
-                        help="save the games played as an animated GIF, in colour (no window needed; "
-                             "--episodes 1 keeps it short)")
-
-
-def add_precision_argument(parser):
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="the networks' maths: bfloat16 (weights stay float32) or float32; auto is float32, "
-                             "because this small network measured no faster in bfloat16")
-
-
-def announce_precision(requested):
-    """Decide float32 or bfloat16 and say which, and why, in the run's first lines."""
-    precision, why = choose_precision(requested, bfloat16_hardware(cpu_flags(), visible_gpus()), AUTO_BFLOAT16)
-    print(f"precision: {precision} ({why})", flush=True)
-    return precision
-
-
-def seed_everything(seed):
-    if seed is not None:
-        random.seed(seed)
-        np.random.seed(seed)
-        keras.utils.set_random_seed(seed)
-
-
-def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS, sample=False, precision="auto",
-              record=None):
-    """--play here and play_a3c_model.py: load the weights and play them with their preprocessing; with
-    `record` (a .gif path) also save the games' colour screens as an animated GIF."""
-    stop = StopFlag()
-    seed_everything(seed)
-    if render and not display_available():
-        print("no display found: running headless (pass --render on a machine with a display)")
-        render = False
-    elif render and (refused := window_refused()):
-        print(f"cannot open a window ({refused}): running headless")
-        render = False
-    if record is not None:
-        ensure_writable(record.parent.resolve())
-    model = build_model(announce_precision(precision))
-    facts = weights_facts(load)
-    load_weights(model, load, f"train them with: python {Path(__file__).name}")
-    if facts["preprocessing"] not in PREPROCESSINGS:
-        sys.exit(f"error: {load} names an unknown preprocessing {facts['preprocessing']!r}")
-    print(f"playing {load} with the {facts['preprocessing']} preprocessing it was trained with")
-    frames = None if record is None else []
-    scores = play(model, episodes, facts["preprocessing"], render, seed, max_episode_steps, sample, stop, frames)
-    if frames:
-        write_gif(record, frames, seconds_per_frame=4 / 60)            # an agent step is 4 frames at 60 Hz
-    if stop.requested:
-        print("interrupted")
-        if not scores:
-            sys.exit(130)
-    print(f"mean score: {np.mean(scores):.1f} over {len(scores)} episodes")
-    if stop.requested:
-        sys.exit(130)
-
-
-# ---- training ----
 def main(argv=None):
     args = parse_args(argv)
     if args.play:
@@ -945,11 +497,10 @@ def main(argv=None):
     # so the threads do not share random state; thread scheduling still makes runs differ.
     seed_everything(args.seed)
     one_thread_per_kernel()
-    precision = announce_precision(args.precision)
+    precision = announce_precision(args.precision, AUTO_BFLOAT16)
     agent = A3CAgent(threads=args.threads, t_max=args.t_max, learning_rate=args.lr, save_dir=args.save_dir,
                      seed=args.seed, active_threads=args.active_threads, envs_per_thread=args.envs_per_thread,
-                     max_grad_norm=args.max_grad_norm, rms_epsilon=args.rms_epsilon, precision=precision,
-                     stop=stop)
+                     max_grad_norm=args.max_grad_norm, rms_epsilon=args.rms_epsilon, precision=precision, stop=stop)
     if args.load:
         agent.load_model(args.load)
     print(f"{args.threads} threads × {args.envs_per_thread} games ({agent.preprocessing} preprocessing), "
@@ -957,8 +508,8 @@ def main(argv=None):
     interrupted = None if stop.requested else agent.train(max_steps=args.max_steps, max_episodes=args.episodes,
                                                           save_every=args.save_every)
     if interrupted is None:
-        print("interrupted before training started: nothing saved", file=sys.stderr)
-    if interrupted is not False:
+        stopped_before_training()         # one line, exit 130
+    if interrupted:
         sys.exit(130)
 
 

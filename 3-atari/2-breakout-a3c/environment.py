@@ -21,7 +21,8 @@
   agent (it learns to press FIRE itself).
 
 An agent is always played with the preprocessing it was trained with (breakout_a3c.py writes it beside the
-weights).
+weights): WatchedBreakout makes that game for watching (--play, play_a3c_model.py), with a colour screen for a
+window or --record, and ends a game that is stuck.
 """
 import time
 
@@ -209,3 +210,61 @@ def make_games(num_envs, seed=None, rng=None, num_threads=0):
     if num_envs == 1:
         return BookBreakout(seed=seed, rng=rng)
     return VectorBreakout(num_envs, seed=seed, num_threads=num_threads)
+
+
+class WatchedBreakout:
+    """The game that --play and play_a3c_model.py watch, with the preprocessing the weights were trained with:
+    BookBreakout (the emulator's own window, or its colour frames for --record) or one VectorBreakout game beside a
+    ColourScreen that plays the same game in colour (a window that cannot open means headless, with a note).
+    A greedy agent can loop for ever without breaking a brick (say, when it never presses FIRE after a lost life),
+    so a game is ended after `max_episode_steps` agent steps and counted as it stands, and a new one starts.
+
+        reset()       -> states
+        step(actions) -> next_states, finished      (finished as in the games' step)
+    """
+
+    def __init__(self, preprocessing, max_episode_steps, seed=None, rng=None, render=False, frames=None):
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self.max_episode_steps, self.frames, self.screen = max_episode_steps, frames, None
+        if preprocessing == "book":
+            render_mode = "rgb_array" if frames is not None else "human" if render else None
+            self.games = BookBreakout(seed=seed, rng=self.rng, render_mode=render_mode)
+            return
+        if render or frames is not None:  # a second emulator plays the same game in colour (same seed, same actions)
+            seed = int(self.rng.integers(2 ** 31)) if seed is None else seed
+            try:
+                self.screen = ColourScreen(seed, window=render, frames=frames)
+            except Exception as error:    # tkinter missing, or DISPLAY names a screen that does not answer
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                print(f"cannot open a window ({reason}): running headless")
+                self.screen = None if frames is None else ColourScreen(seed, window=False, frames=frames)
+        self.games = VectorBreakout(1, seed=seed)
+
+    def reset(self):
+        self.steps, self.played = 0, 0    # agent steps of this game, games finished
+        return self.games.reset()
+
+    def step(self, actions):
+        states, _, _, finished = self.games.step(actions)
+        if self.screen is not None:
+            self.screen.step(actions)
+        elif self.frames is not None:
+            self.frames.append(self.games.env.render())
+        self.steps += 1
+        if not finished and self.steps >= self.max_episode_steps:   # stuck: count the game as it stands, start anew
+            finished = [(0, float(self.games.scores[0]), self.steps)]
+            print(f"(game {self.played + 1} stopped at the {self.max_episode_steps}-step cap)")
+            if self.screen is None:
+                states = self.games.reset()
+            else:                                           # a new seed for both emulators, to stay in step
+                new_seed = int(self.rng.integers(2 ** 31))
+                states = self.games.reset(seed=new_seed)
+                self.screen.reset(new_seed)
+        if finished:
+            self.steps, self.played = 0, self.played + len(finished)
+        return states, finished
+
+    def close(self):
+        self.games.close()
+        if self.screen is not None:
+            self.screen.close()

@@ -1,11 +1,11 @@
 """Watch (or measure) the A3C Breakout agent: load the trained actor-critic and play greedily.
 
-The network, the games and the playing loop come from breakout_a3c.py, and the weights file says which
-preprocessing they were trained with (the book's, or the vector environment's of --fast), so what is played is
-exactly what was trained. The action is argmax_a π(a|s). With the book's preprocessing each game starts with a
-random 1..30 FIREs (without them every greedy game would be the same game) and FIRE is pressed after every lost
-life; with the vector environment's, one FIRE and up to 29 single-frame NOOPs, and the agent relaunches the
-ball itself.
+The network and the playing loop come from breakout_a3c.py (`play_main`, also run by `breakout_a3c.py --play`),
+the games from environment.py, and the weights file says which preprocessing they were trained with (the book's,
+or the vector environment's of --fast), so what is played is exactly what was trained. The action is
+argmax_a π(a|s). With the book's preprocessing each game starts with a random 1..30 FIREs (without them every
+greedy game would be the same game) and FIRE is pressed after every lost life; with the vector environment's, one
+FIRE and up to 29 single-frame NOOPs, and the agent relaunches the ball itself.
 The score is the game's real score over all five lives (rewards are neither clipped nor changed).
 
 Run:  python 3-atari/2-breakout-a3c/play_a3c_model.py --episodes 10 --no-render
@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # this folder's breakout_a3c.py
 
-from breakout_a3c import (MAX_EPISODE_STEPS, TRAINED, add_precision_argument, add_record_argument, play_main,
-                          positive_int)
+from breakout_a3c import AUTO_BFLOAT16, MAX_EPISODE_STEPS, RECORD_HELP, TRAINED, play_main
+from plumbing import add_precision_argument, add_seed_argument, gif_path, positive_int
 
 
 def parse_args(argv=None):
@@ -31,9 +31,9 @@ def parse_args(argv=None):
                         help="end a game after this many agent steps (a greedy agent may stall)")
     parser.add_argument("--sample", action="store_true",
                         help="sample actions from π(a|s) as in training instead of playing greedily")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (None: random)")
-    add_precision_argument(parser)
-    add_record_argument(parser)
+    add_seed_argument(parser, help="random seed (None: random)")
+    add_precision_argument(parser, AUTO_BFLOAT16)
+    parser.add_argument("--record", type=gif_path, default=None, metavar="FILE.gif", help=RECORD_HELP)
     return parser.parse_args(argv)
 
 

@@ -3,7 +3,8 @@
 Python threads share one interpreter lock, so on a 2-core machine 8 threads all playing at once only fight over
 it and run slower than 1 thread. With Turns, all 8 actor-learners (8 games, 8 local networks) take part, but
 only `slots` of them play at once; after each global update a thread hands its turn to the one that has waited
-longest.
+longest. For the same reason TensorFlow runs each small kernel on the thread that called it, not on a pool of
+helper threads of its own (one_thread_per_kernel).
 """
 import collections
 import os
@@ -29,6 +30,19 @@ def usable_cores():
         except (OSError, ValueError, IndexError):
             continue
     return cores
+
+
+def one_thread_per_kernel(threads=1):
+    """Run each TensorFlow kernel on the Python thread that called it (TensorFlow's intra-op pool of 1 thread).
+    The kernels here are small; handing them to a pool of helper threads costs more than it gains, and the
+    workers already keep the cores busy. Must run before TensorFlow starts (before the first model is built);
+    if it already has, its pools are kept as they are and this returns False."""
+    import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        return True
+    except RuntimeError:
+        return False
 
 
 class Turns:

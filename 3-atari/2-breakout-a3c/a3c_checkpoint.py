@@ -1,0 +1,235 @@
+"""Checkpoints and the run's record for breakout_a3c.py: not the chapter's lesson, safe to skip while reading the book.
+
+- The weights file (save_model/breakout_a3c.weights.h5) is a plain Keras weights file that also holds the facts
+  about the weights (HDF5 attributes a3c_preprocessing, a3c_total_steps, a3c_episodes, a3c_seconds, a3c_threads,
+  a3c_envs_per_thread) and RMSprop's state (group a3c_optimizer): ONE file, written atomically, so that after a
+  kill the weights and their facts never disagree, and --load goes on where training stopped.
+- The curve (save_graph/breakout_a3c.csv, one row a game: CURVE_COLUMNS) and its graph (.png).
+
+    save_weights(model, path, optimizer, **facts), weights_facts(path), load_optimizer(optimizer, path)
+    resume(agent, path, how_to_make)         --load: weights, RMSprop's state, step count, the curve goes on
+    load_to_play(model, path, how_to_make)   -> the preprocessing the weights were trained with
+    RunLog(save_dir, name)                   the games' count, line and TensorBoard scalars, the curve, the clock
+    hyperparameter_table(agent)              the run's settings, for TensorBoard
+
+A3CAgent.save_model, load_model and train (breakout_a3c.py) call these; this module imports no agent code.
+"""
+import csv
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from environment import PREPROCESSINGS
+from plumbing import atomic_write, load_weights, log_scalars, save_graph
+
+CURVE_COLUMNS = ["episode", "total_steps", "score", "duration", "thread", "seconds"]
+
+
+# ---- the weights file also holds the facts about them ----
+def save_weights(model, path, optimizer=None, **facts):
+    """The weights, the facts about them (preprocessing, steps, games, seconds) and the optimiser's state (so
+    that --load goes on where training stopped) in ONE Keras weights file, written atomically: after a kill
+    the file on disk is the old one or the new one, never a mismatched pair."""
+    def write(tmp):
+        model.save_weights(tmp)
+        with h5py.File(tmp, "a") as file:
+            file.attrs.update({f"a3c_{key}": value for key, value in facts.items()})
+            if optimizer is not None:
+                group = file.create_group("a3c_optimizer")
+                for index, variable in enumerate(optimizer.variables):
+                    group.create_dataset(str(index), data=np.asarray(variable))
+    atomic_write(path, write)
+
+
+def load_optimizer(optimizer, path):
+    """Restore the optimiser's state saved with the weights (RMSprop's running averages); False if absent."""
+    with h5py.File(path, "r") as file:
+        if "a3c_optimizer" not in file:
+            return False
+        values = [file["a3c_optimizer"][str(index)][()] for index in range(len(file["a3c_optimizer"]))]
+    if [v.shape for v in values] != [tuple(v.shape) for v in optimizer.variables]:
+        return False
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+    return True
+
+
+def weights_facts(path):
+    """The facts save_weights stored (weights from before they were stored: the book's preprocessing)."""
+    try:
+        with h5py.File(path, "r") as file:
+            facts = {key[4:]: file.attrs[key] for key in file.attrs if key.startswith("a3c_")}
+    except OSError:
+        facts = {}                        # load_weights reports the unreadable file
+    facts.setdefault("preprocessing", "book")
+    facts["preprocessing"] = str(facts["preprocessing"])
+    return facts
+
+
+# ---- loading: --load to go on training, or weights to play ----
+def resume(agent, path, how_to_make):
+    """--load: the weights, RMSprop's state and the step count into `agent` (an A3CAgent), and the curve of the
+    run in its save_dir goes on. Weights trained with the other preprocessing are refused in one line."""
+    facts = weights_facts(path)
+    load_weights(agent.model, path, how_to_make)
+    if facts["preprocessing"] != agent.preprocessing:
+        sys.exit(f"error: {path} was trained with the {facts['preprocessing']} preprocessing; continue it "
+                 f"with --envs-per-thread {'1' if facts['preprocessing'] == 'book' else '2 or more'}")
+    if not load_optimizer(agent.optimizer, path) and agent.verbose:
+        print("note: no optimiser state in this file: RMSprop starts its running averages afresh")
+    agent.total_steps = agent.log.continue_curve(facts)
+
+
+def load_to_play(model, path, how_to_make):
+    """Weights to play, and the preprocessing they were trained with (said in one line): they are played with it."""
+    facts = weights_facts(path)
+    load_weights(model, path, how_to_make)
+    if facts["preprocessing"] not in PREPROCESSINGS:
+        sys.exit(f"error: {path} names an unknown preprocessing {facts['preprocessing']!r}")
+    print(f"playing {path} with the {facts['preprocessing']} preprocessing it was trained with")
+    return facts["preprocessing"]
+
+
+# ---- the curve: one row a game ----
+def write_curve(path, rows):
+    with open(path, "w", newline="") as file:
+        out = csv.writer(file)
+        out.writerow(CURVE_COLUMNS)
+        out.writerows(rows)
+
+
+def read_curve(path, up_to_episode):
+    """The rows of a saved curve up to the given game (a curve from before `seconds` was kept gets blanks)."""
+    try:
+        with open(path, newline="") as file:
+            rows = []
+            for r in csv.DictReader(file):
+                seconds = r.get("seconds") or "nan"
+                rows.append((int(r["episode"]), int(r["total_steps"]), float(r["score"]), int(r["duration"]),
+                             int(r["thread"]), float(seconds)))
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        sys.exit(f"error: cannot read the training curve {path} ({type(error).__name__}: {error}); "
+                 "move it away to start a new curve")
+    return [row for row in rows if row[0] <= up_to_episode]
+
+
+# ---- the record of a training run ----
+class RunLog:
+    """The record of one training run, kept for all the actor-learner threads: the games' count and curve (one
+    row a game: CURVE_COLUMNS), one printed line and TensorBoard scalars a game, the training clock (which goes
+    on over runs resumed with --load) and where the run's files go under `save_dir`."""
+
+    def __init__(self, save_dir, name, verbose=True):
+        self.save_dir, self.verbose = Path(save_dir), verbose
+        self.model_path = self.save_dir / "save_model" / f"{name}.weights.h5"
+        self.best_path = self.save_dir / "save_model" / f"{name}_best.weights.h5"
+        self.graph_path = self.save_dir / "save_graph" / f"{name}.png"
+        self.log_path = self.save_dir / "save_graph" / f"{name}.csv"
+        self.summary_path = self.save_dir / "summary" / name
+        self.lock = threading.Lock()      # one thread at a time in the counter, the printout and the writer
+        self.episode = 0
+        self.scores = []                  # (episode, total steps, score, duration, thread, seconds)
+        self.seconds_before = 0.0         # training seconds of the run(s) this one continues
+        self.writer = None
+        self.start(total_steps=0)
+
+    def start(self, total_steps):
+        """Start the clock (and the steps/s count) when the threads start playing; the best mean so far is the
+        curve's (that of a resumed run)."""
+        self.start_time, self.start_steps = time.perf_counter(), total_steps
+        self.best_mean = self.recent_mean()[0]
+
+    def seconds(self):
+        return self.seconds_before + time.perf_counter() - self.start_time
+
+    def open_summaries(self, hyperparameters):
+        """TensorBoard: a writer for the games' scalars, and the table of the run's hyperparameters."""
+        import tensorflow as tf
+        self.writer = tf.summary.create_file_writer(str(self.summary_path))
+        with self.writer.as_default(step=0):
+            tf.summary.text("hyperparameters", hyperparameters)
+
+    # Called by a worker at the end of a game: count it (thread-safely), print one line, write summaries.
+    def end_episode(self, thread, score, duration, avg_max_prob, total_steps):
+        with self.lock:
+            self.episode += 1
+            episode, seconds = self.episode, self.seconds()
+            self.scores.append((episode, total_steps, score, duration, thread, round(seconds, 1)))
+            steps_per_s = (total_steps - self.start_steps) / max(time.perf_counter() - self.start_time, 1e-9)
+            if self.verbose:
+                print(f"episode: {episode} | score: {score:.1f} | avg max prob: {avg_max_prob:.3f} | "
+                      f"duration: {duration} | thread: {thread} | total steps: {total_steps} | "
+                      f"steps/s: {steps_per_s:.0f}", flush=True)
+            if self.writer is not None:
+                log_scalars(self.writer, episode, **{"Total Reward/Episode": score,
+                                                     "Average Max Prob/Episode": avg_max_prob,
+                                                     "Duration/Episode": duration, "Steps per Second": steps_per_s})
+
+    def recent_mean(self, n=100):
+        """(mean score of the last n games, how many there were); -inf before the first game."""
+        with self.lock:
+            scores = [row[2] for row in self.scores[-n:]]
+        return (float(np.mean(scores)) if scores else float("-inf")), len(scores)
+
+    def new_best(self):
+        """At each save: one line with the mean of the last 100 games, and True when that mean (over 20 games at
+        least) is the best since the run started: the weights are then also kept as the best."""
+        mean, count = self.recent_mean()
+        best = count >= 20 and mean > self.best_mean
+        if best:
+            self.best_mean = mean
+        if self.verbose:
+            print(f"saved {self.model_path} (mean of last {count} scores: {mean:.1f})", flush=True)
+        return best
+
+    def save_curve(self):
+        """The curve as CSV and, once a game was played, as a graph of the scores over the agent steps; returns
+        the rows saved."""
+        with self.lock:
+            rows = list(self.scores)
+        atomic_write(self.log_path, lambda tmp: write_curve(tmp, rows))
+        if rows:
+            save_graph(self.graph_path, [row[1] for row in rows], [row[2] for row in rows],
+                       "agent steps (all threads; 1 step = 4 frames)", "Breakout A3C")
+        return rows
+
+    def continue_curve(self, facts):
+        """--load: go on with the curve in this save_dir from where the loaded weights (their weights_facts)
+        stopped, dropping the games the weights have not seen (a kill between saving the curve and the weights);
+        returns the agent steps done so far. The weights file's facts count; a file from before they were stored
+        falls back on the curve."""
+        if self.log_path.exists():
+            self.scores = read_curve(self.log_path, int(facts.get("episodes", 1 << 62)))
+        episode, total_steps, _, _, _, seconds = self.scores[-1] if self.scores else (0, 0, 0, 0, 0, 0.0)
+        self.episode = episode
+        self.seconds_before = float(facts.get("seconds", seconds))
+        return int(facts.get("total_steps", total_steps))
+
+    def report(self, total_steps, elapsed, shape):
+        """The end of training: steps, seconds and steps/s over `shape` (threads × games), and where it all went."""
+        if self.writer is not None:
+            self.writer.flush()
+        if not self.verbose:
+            return
+        steps = total_steps - self.start_steps
+        print(f"{steps} steps in {elapsed:.0f} s ({steps / max(elapsed, 1e-9):.0f} steps/s over {shape})")
+        print(f"weights saved to {self.model_path}")
+        if self.scores:
+            print(f"graph saved to {self.graph_path}")
+        if self.writer is not None:
+            print(f"summaries in {self.summary_path} (tensorboard --logdir {self.save_dir / 'summary'})")
+
+
+# ---- TensorBoard: the run's settings beside its curves ----
+def hyperparameter_table(agent):
+    rows = [("threads", agent.threads), ("games per thread", agent.envs_per_thread),
+            ("active threads", agent.active_threads), ("preprocessing", agent.preprocessing),
+            ("t_max", agent.t_max), ("gamma", agent.gamma), ("learning rate", agent.learning_rate),
+            ("RMSprop rho", agent.optimizer.rho), ("RMSprop epsilon", agent.rms_epsilon),
+            ("entropy beta", agent.entropy_beta), ("value weight", agent.value_weight),
+            ("max grad norm", agent.max_grad_norm), ("seed", agent.seed)]
+    return "| hyperparameter | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
