@@ -157,7 +157,7 @@ def learner_update(a3c, precision, games, t_max, repeats=200):
 
 def precision_table(a3c):
     """The learner's update and acting call in both precisions, for the book's rollout and --fast's."""
-    fast = a3c.FAST
+    fast = load_module("3-atari/2-breakout-a3c/a3c_options.py").FAST
     print("| rollout | precision | update ms | acting call ms |")
     print("|---|---|---:|---:|")
     for games, t_max, label in ((1, a3c.T_MAX, "book: 1 game"), (fast["envs_per_thread"], fast["t_max"], "--fast")):
@@ -211,7 +211,7 @@ def main():
 
     a3c = load_module("3-atari/2-breakout-a3c/breakout_a3c.py")
     a3c.one_thread_per_kernel()                               # as the trainer does
-    fast = a3c.FAST
+    fast = load_module("3-atari/2-breakout-a3c/a3c_options.py").FAST
     print(f"{os.cpu_count()} CPUs, {a3c.usable_cores()} usable; before: {load_average()}")
     precision_table(a3c)
     if args.update_only:

@@ -8,7 +8,7 @@ so a folder copied alone still runs. Change it in one folder, then copy it to th
 Heavy libraries (TensorFlow, matplotlib, Pillow) are imported inside the functions that need them: a tabular
 chapter that imports this file starts in a fraction of a second.
 
-    saving      atomic_write, ensure_writable, load_weights, save_graph, write_gif, half_size
+    saving      atomic_write, ensure_writable, load_weights, save_graph, frames_for, write_gif, half_size
     stopping    StopFlag, NEVER, stopped_before_training
     screens     display_available, window_refused, headless_unless_display, headless_unless_window
     runs        seed_everything, log_scalars, report_scores
@@ -98,6 +98,15 @@ def write_gif(path, frames, seconds_per_frame, max_frames=400):
     atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                   duration=duration, loop=0, optimize=True))
     print(f"recorded {len(images)} frames to {path}")
+
+
+def frames_for(record):
+    """--record FILE.gif: an empty list to keep the frames of what is played in (the GIF's folder made and checked
+    first), or None without --record."""
+    if record is None:
+        return None
+    ensure_writable(record.parent.resolve())
+    return []
 
 
 def half_size(frame):

@@ -57,8 +57,8 @@ from environment import (ALE_ACTION, FIRE, FRAME_SIZE, HISTORY_LENGTH, make_env,
                          pre_processing, start_game)
 from frame_memory import ReplayMemory, check_sizes
 from plumbing import (NEVER, StopFlag, add_precision_argument, add_seed_argument, announce_precision, dtype_policy,
-                      ensure_writable, gif_path, headless_unless_display, headless_unless_window, load_weights,
-                      parse_arguments, positive_float, positive_int, report_scores, seed_everything,
+                      ensure_writable, frames_for, gif_path, headless_unless_display, headless_unless_window,
+                      load_weights, parse_arguments, positive_float, positive_int, report_scores, seed_everything,
                       stopped_before_training, write_gif)
 
 HERE = Path(__file__).resolve().parent
@@ -274,8 +274,7 @@ def play_main(load=TRAINED, episodes=PLAY_EPISODES, epsilon=PLAY_EPSILON, max_ep
     """--play here and play_dqn_model.py: load the weights, play, print the mean score. Writes nothing but,
     with `record` (a .gif path), the games' colour screens as an animated GIF."""
     stop = StopFlag()
-    if record is not None:
-        ensure_writable(record.parent.resolve())
+    frames = frames_for(record)                 # a list to keep the screens in, with --record
     seed_everything(seed)
     precision = announce_precision(precision)
     agent = DQNAgent(memory_size=1, precision=precision)     # playing needs no replay memory
@@ -286,7 +285,6 @@ def play_main(load=TRAINED, episodes=PLAY_EPISODES, epsilon=PLAY_EPSILON, max_ep
     if render and record is not None:
         print("recording: the screen is kept for the GIF, so no window opens")
     env = make_env(render, record is not None)
-    frames = None if record is None else []
     scores = play(agent, env, episodes, max_episode_steps, seed, stop, frames)
     env.close()
     if frames:

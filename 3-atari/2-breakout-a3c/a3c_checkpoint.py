@@ -7,9 +7,11 @@
 - The curve (save_graph/breakout_a3c.csv, one row a game: CURVE_COLUMNS) and its graph (.png).
 
     save_weights(model, path, optimizer, **facts), weights_facts(path), load_optimizer(optimizer, path)
+    save_checkpoint(agent, path)             A3CAgent.save_model: the curve, then the weights with their facts
     resume(agent, path, how_to_make)         --load: weights, RMSprop's state, step count, the curve goes on
     load_to_play(model, path, how_to_make)   -> the preprocessing the weights were trained with
-    RunLog(save_dir, name)                   the games' count, line and TensorBoard scalars, the curve, the clock
+    RunLog(save_dir, name)                   the folders, the games' count, line and TensorBoard scalars, the
+                                             curve, the clock
     hyperparameter_table(agent)              the run's settings, for TensorBoard
 
 A3CAgent.save_model, load_model and train (breakout_a3c.py) call these; this module imports no agent code.
@@ -24,7 +26,7 @@ import h5py
 import numpy as np
 
 from environment import PREPROCESSINGS
-from plumbing import atomic_write, load_weights, log_scalars, save_graph
+from plumbing import atomic_write, ensure_writable, load_weights, log_scalars, save_graph
 
 CURVE_COLUMNS = ["episode", "total_steps", "score", "duration", "thread", "seconds"]
 
@@ -43,6 +45,18 @@ def save_weights(model, path, optimizer=None, **facts):
                 for index, variable in enumerate(optimizer.variables):
                     group.create_dataset(str(index), data=np.asarray(variable))
     atomic_write(path, write)
+
+
+def save_checkpoint(agent, path):
+    """A3CAgent.save_model: the curve (CSV, graph), then the global weights with their facts and RMSprop's state,
+    under the update lock (no update half-applied). The weights go last: after a kill the CSV may hold games the
+    weights have not seen, and resume() drops those."""
+    rows = agent.log.save_curve()
+    with agent.lock:
+        save_weights(agent.model, path, agent.optimizer, preprocessing=agent.preprocessing,
+                     total_steps=agent.total_steps, episodes=len(rows) and rows[-1][0],
+                     seconds=round(agent.log.seconds(), 1), threads=agent.threads,
+                     envs_per_thread=agent.envs_per_thread)
 
 
 def load_optimizer(optimizer, path):
@@ -146,8 +160,12 @@ class RunLog:
     def seconds(self):
         return self.seconds_before + time.perf_counter() - self.start_time
 
-    def open_summaries(self, hyperparameters):
-        """TensorBoard: a writer for the games' scalars, and the table of the run's hyperparameters."""
+    def open(self, hyperparameters=None):
+        """Before training: the folders, checked (one line and exit 1 where they cannot be written); then, given
+        the table of the run's hyperparameters, TensorBoard: a writer for the games' scalars, and that table."""
+        ensure_writable(*(self.save_dir / folder for folder in ("save_model", "save_graph", "summary")))
+        if hyperparameters is None:
+            return
         import tensorflow as tf
         self.writer = tf.summary.create_file_writer(str(self.summary_path))
         with self.writer.as_default(step=0):

@@ -1,9 +1,8 @@
 """Breakout with A3C, the Asynchronous Advantage Actor-Critic (the book's chapter 7; Keras 3 on TensorFlow).
 
-Mnih et al., "Asynchronous Methods for Deep Reinforcement Learning", ICML 2016.
-
-One GLOBAL network θ (a shared convolutional trunk with a policy head π(a|s) and a value head V(s)) and
-several actor-learner threads. Each thread has its own Breakout game(s) and its own LOCAL copy θ' of the network:
+Mnih et al., "Asynchronous Methods for Deep Reinforcement Learning", ICML 2016: one GLOBAL network θ (a shared
+convolutional trunk with a policy head π(a|s) and a value head V(s)) and several actor-learner threads, each with
+its own Breakout game(s) and its own LOCAL copy θ' of the network:
 
     play with a ~ π(a|s; θ') for t_max steps (the book: or until a life is lost)
     R = 0                      after a step that lost a life or ended the game
@@ -18,25 +17,17 @@ several actor-learner threads. Each thread has its own Breakout game(s) and its 
 The advantage A is a constant in the policy loss (no gradient flows through it into the value head). The
 −β·H term rewards uncertainty, which keeps the threads exploring.
 
-The book's way (default): 8 threads, each playing ONE game and asking its network for one action per step.
-`--fast`: 4 threads, each playing 8 games at once in the emulator's C++ vector environment (outside Python's
-interpreter lock), choosing all 8 actions with one network call and learning from t_max × 8 samples per update:
-several times more agent steps per second on a 2-core CPU (BENCHMARKS.md).
+The book's way (default): 8 threads, each playing ONE game, one network call per action. `--fast`: 4 threads,
+each playing 8 games in the emulator's C++ vector environment (outside Python's interpreter lock), one call for
+all 8 actions, t_max × 8 samples per update: several times the book's steps per second on 2 cores (BENCHMARKS.md).
 
 What differs from the book's 2017 code (README.md has the details):
 - R bootstraps from V(next state) and the value loss is a plain mean (the book: V of the wrong state, N×N).
-- After a lost life the history restarts from four copies of the new frame (the book's reshape scrambled it),
-  and FIRE is pressed by the environment code, not stored as a sample the policy chose (environment.py: also
-  how the preprocessing of the --fast games differs).
-- Games are counted thread-safely; global updates are serialised by a lock (Keras 3's apply_gradients is not
-  thread-safe); θ' ← θ is one compiled assign instead of set_weights.
-- At most one thread per CPU core plays at a time (`--active-threads`), the others wait their turn, and TensorFlow
-  runs each small kernel on the thread that called it (turns.py).
-- Gradients are clipped to a global norm (40; 0.5 with --fast), a common A3C safeguard against one bad rollout.
-
-Run:   python 3-atari/2-breakout-a3c/breakout_a3c.py --fast
-Watch: tensorboard --logdir 3-atari/2-breakout-a3c/summary
-Play:  python 3-atari/2-breakout-a3c/play_a3c_model.py --episodes 10 --no-render
+- After a lost life the history restarts from four copies of the new frame (the book's reshape scrambled it);
+  FIRE is pressed by the environment code, not stored as if the policy chose it (environment.py).
+- Games are counted thread-safely, global updates are serialised by a lock (Keras 3's apply_gradients is not
+  thread-safe), θ' ← θ is one compiled assign; at most one thread per core plays at a time (turns.py).
+- Gradients are clipped to a global norm (40; 0.5 with --fast), a common safeguard against one bad rollout.
 Checkpoints and the run's record: a3c_checkpoint.py; the jobs every chapter shares: plumbing.py (safe to skip).
 """
 import argparse
@@ -55,19 +46,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from a3c_checkpoint import RunLog, hyperparameter_table, load_to_play, resume, save_weights
+from a3c_checkpoint import RunLog, hyperparameter_table, load_to_play, resume, save_checkpoint
+from a3c_options import AUTO_BFLOAT16, RECORD_HELP, add_preset_options, apply_preset
 from environment import ACTIONS, STATE_SIZE, WatchedBreakout, make_games
 from plumbing import (NEVER, StopFlag, add_precision_argument, add_seed_argument, add_watching_arguments,
-                      announce_precision, dtype_policy, ensure_writable, headless_unless_window, parse_arguments,
+                      announce_precision, dtype_policy, frames_for, headless_unless_window, parse_arguments,
                       positive_float, positive_int, report_scores, seed_everything, stopped_before_training,
                       write_gif)
-from turns import Turns, one_thread_per_kernel, usable_cores
+from turns import Player, Turns, one_thread_per_kernel, usable_cores
 
 NAME = "breakout_a3c"
 TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"
-# Every thread traces its own copies of the same functions, once each. TensorFlow's retracing detector
-# (keyed by source code) counts those copies as "retracing" and warns; they are not, so drop that message.
-tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
 
 # ---- hyperparameters (the book's values) ----
 THREADS = 8                 # actor-learner threads
@@ -84,15 +73,6 @@ MAX_STEPS = 20_000_000      # agent steps over all threads (= 80 M emulator fram
 SAVE_EVERY_S = 600          # save the global weights every 10 minutes (and at exit)
 ACTIVE_THREADS = None       # threads playing at once (None: one per CPU core); not in the book
 MAX_EPISODE_STEPS = 10_000  # playing: a greedy agent can loop for ever without breaking a brick, so cap a game
-
-# --fast: 4 actor-learners, all playing at once, each with 8 games in the emulator's C++ vector environment and
-# one update per 5 steps × 8 games (lr 7e-4 and gradient norm 0.5 as in synchronous A2C); measured fastest to a
-# good score on a 2-core CPU (BENCHMARKS.md). Options given explicitly win.
-FAST = dict(threads=4, envs_per_thread=8, active_threads=4, t_max=5, lr=7e-4, max_grad_norm=0.5, rms_epsilon=1e-10)
-# The A3C network is small: its updates cost little maths and much overhead, so bfloat16 makes them no faster
-# even where the hardware has it (BENCHMARKS.md); --precision auto stays float32 everywhere.
-AUTO_BFLOAT16 = False
-
 
 def discount_rewards(rewards, dones, next_values, gamma=GAMMA):
     """k-step returns of one rollout of N games: R ← r + γR backwards in time, each game on its own, with R
@@ -142,7 +122,6 @@ class A3CAgent:
     def __init__(self, threads=THREADS, t_max=T_MAX, learning_rate=LEARNING_RATE, save_dir=HERE,
                  seed=None, verbose=True, active_threads=ACTIVE_THREADS, envs_per_thread=ENVS_PER_THREAD,
                  max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON, precision="float32", stop=NEVER):
-        # Hyperparameters of the run.
         self.threads = threads
         if active_threads is not None and active_threads < 1:
             raise ValueError(f"active_threads must be at least 1, got {active_threads}")
@@ -180,16 +159,9 @@ class A3CAgent:
     def load_model(self, path):
         resume(self, path, f"train one with: python {Path(__file__).name}")
 
-    # Save the curve (CSV, graph), then the global weights with their facts (under the update lock, so no
-    # update is half-applied). The weights go last: after a kill the CSV may hold games the weights have not
-    # seen, and load_model drops those.
+    # Save the curve, then the global weights with their facts, under the update lock (a3c_checkpoint.py).
     def save_model(self, path=None):
-        rows = self.log.save_curve()
-        with self.lock:
-            save_weights(self.model, path or self.log.model_path, self.optimizer, preprocessing=self.preprocessing,
-                         total_steps=self.total_steps, episodes=len(rows) and rows[-1][0],
-                         seconds=round(self.log.seconds(), 1), threads=self.threads,
-                         envs_per_thread=self.envs_per_thread)
+        save_checkpoint(self, path or self.log.model_path)
 
     def stopping(self):
         return self.stop.requested or self.stop_event.is_set()
@@ -197,9 +169,7 @@ class A3CAgent:
     # Start the actor-learner threads and look after them from the main thread until the step budget is
     # spent (or Ctrl-C): save every SAVE_EVERY_S seconds and keep the best global weights so far.
     def train(self, max_steps=MAX_STEPS, max_episodes=None, save_every=SAVE_EVERY_S, summaries=True):
-        ensure_writable(*(self.log.save_dir / folder for folder in ("save_model", "save_graph", "summary")))
-        if summaries:
-            self.log.open_summaries(hyperparameter_table(self))
+        self.log.open(hyperparameter_table(self) if summaries else None)   # the folders, TensorBoard
         workers = self.workers = []
         for index in range(self.threads):           # builds and compiles every local network (seconds)
             if self.stop.requested:
@@ -219,30 +189,26 @@ class A3CAgent:
         interrupted = self.stop.requested
         if interrupted:
             print("\ninterrupted: stopping the threads and saving ...", flush=True)
-        self.stop_event.set()
-        for worker in workers:
-            worker.join()
+        error = Player.stop_all(workers)          # set the stop event, wait for every thread
         elapsed = time.perf_counter() - self.log.start_time
         self.save_model()
         self.log.report(self.total_steps, elapsed, f"{self.threads} threads × {self.envs_per_thread} games, "
                                                    f"{self.active_threads} at a time")
-        errors = [worker.error for worker in workers if worker.error is not None]
-        if errors:
-            raise errors[0]
+        if error is not None:
+            raise error
         return interrupted
 
 
 # ---- one actor-learner thread: its own game(s), its own local network ----
-class Agent(threading.Thread):
+class Agent(Player):                          # a thread whose error stops the others (turns.py)
     def __init__(self, global_agent, index, max_steps=MAX_STEPS, max_episodes=None):
-        super().__init__(name=f"actor-learner-{index}", daemon=True)
+        super().__init__(f"actor-learner-{index}", global_agent.stop_event)
         self.global_agent = global_agent
         self.index = index
         self.max_steps = max_steps
         self.max_episodes = max_episodes
         self.t_max = global_agent.t_max
         self.n_games = global_agent.envs_per_thread
-        self.error = None
         self.rollouts = 0                     # global updates this thread made
 
         # The local copy θ' and its compiled functions, built here, i.e. in the main thread.
@@ -347,13 +313,7 @@ class Agent(threading.Thread):
             return False
         return self.max_episodes is None or agent.log.episode < self.max_episodes
 
-    def run(self):
-        try:
-            self.play_and_learn()
-        except Exception as error:            # reported by the main thread, which stops the others
-            self.error = error
-            self.global_agent.stop_event.set()
-
+    # The thread's life (Player.run calls it): play and learn while the budget lasts, on turn with the others.
     def play_and_learn(self):
         agent = self.global_agent
         with agent.turns as turns:            # wait for a turn to play (see Turns); given back at the end
@@ -418,11 +378,9 @@ def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS,
     stop = StopFlag()
     seed_everything(seed)
     render = headless_unless_window(render)
-    if record is not None:
-        ensure_writable(record.parent.resolve())
+    frames = frames_for(record)                 # a list to keep the screens in, with --record
     model = build_model(announce_precision(precision, AUTO_BFLOAT16))
     preprocessing = load_to_play(model, load, f"train them with: python {Path(__file__).name}")
-    frames = None if record is None else []
     scores = play(model, episodes, preprocessing, render, seed, max_episode_steps, sample, stop, frames)
     if frames:
         write_gif(record, frames, seconds_per_frame=4 / 60)            # an agent step is 4 frames at 60 Hz
@@ -430,36 +388,12 @@ def play_main(load, episodes, render, seed, max_episode_steps=MAX_EPISODE_STEPS,
 
 
 # ---- the command line ----
-RECORD_HELP = "save the games played as an animated GIF, in colour (no window needed; --episodes 1 keeps it short)"
-
-
 def parse_args(argv=None):
-    book = dict(threads=THREADS, envs_per_thread=ENVS_PER_THREAD, active_threads=ACTIVE_THREADS, t_max=T_MAX,
-                lr=LEARNING_RATE, max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON)
     parser = argparse.ArgumentParser(description="Train A3C on Atari Breakout (actor-learner threads).",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-
-    def preset(key):                      # options whose default depends on --fast
-        return f"(default: {book[key]}; with --fast: {FAST[key]})"
-    fast = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in FAST.items())
-    parser.add_argument("--fast", action="store_true",
-                        help=f"the fast preset for a CPU: {fast} (options given explicitly win)")
-    parser.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS,
-                        help=f"actor-learner threads {preset('threads')}")
-    parser.add_argument("--envs-per-thread", type=positive_int, default=argparse.SUPPRESS,
-                        help="games each thread plays at once; above 1 they run in ALE's vector environment with "
-                             f"its preprocessing {preset('envs_per_thread')}")
-    parser.add_argument("--active-threads", type=positive_int, default=argparse.SUPPRESS,
-                        help=f"threads that play at the same time, the others wait their turn; None: one per CPU "
-                             f"core, here {usable_cores()} {preset('active_threads')}")
-    parser.add_argument("--t-max", type=positive_int, default=argparse.SUPPRESS,
-                        help=f"steps per rollout before an update {preset('t_max')}")
-    parser.add_argument("--lr", type=positive_float, default=argparse.SUPPRESS,
-                        help=f"RMSprop learning rate {preset('lr')}")
-    parser.add_argument("--max-grad-norm", type=positive_float, default=argparse.SUPPRESS,
-                        help=f"clip the gradients to this global norm {preset('max_grad_norm')}")
-    parser.add_argument("--rms-epsilon", type=positive_float, default=argparse.SUPPRESS,
-                        help=f"RMSprop epsilon, inside the square root {preset('rms_epsilon')}")
+    book = dict(threads=THREADS, envs_per_thread=ENVS_PER_THREAD, active_threads=ACTIVE_THREADS, t_max=T_MAX,
+                lr=LEARNING_RATE, max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON)
+    add_preset_options(parser, book)      # --fast, and the options whose default it changes (a3c_options.py)
     parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS,
                         help="stop when the agent steps of all threads reach this (1 step = 4 frames; "
                              "a run resumed with --load counts on)")
@@ -479,9 +413,7 @@ def parse_args(argv=None):
                         help="with --play: show the game (training never renders: threads must not draw)")
     add_precision_argument(parser, AUTO_BFLOAT16)
     args = parse_arguments(parser, argv)
-    for key, value in (FAST if args.fast else book).items():
-        if not hasattr(args, key):
-            setattr(args, key, value)
+    apply_preset(args, book)
     if not hasattr(args, "save_dir"):
         args.save_dir = HERE
     return args

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # this folder's breakout_a3c.py
 
-from breakout_a3c import AUTO_BFLOAT16, MAX_EPISODE_STEPS, RECORD_HELP, TRAINED, play_main
+from a3c_options import AUTO_BFLOAT16, RECORD_HELP
+from breakout_a3c import MAX_EPISODE_STEPS, TRAINED, play_main
 from plumbing import add_precision_argument, add_seed_argument, gif_path, positive_int
 
 

@@ -4,7 +4,8 @@ Python threads share one interpreter lock, so on a 2-core machine 8 threads all 
 it and run slower than 1 thread. With Turns, all 8 actor-learners (8 games, 8 local networks) take part, but
 only `slots` of them play at once; after each global update a thread hands its turn to the one that has waited
 longest. For the same reason TensorFlow runs each small kernel on the thread that called it, not on a pool of
-helper threads of its own (one_thread_per_kernel).
+helper threads of its own (one_thread_per_kernel). A Player is an actor-learner thread whose error stops the
+others.
 """
 import collections
 import os
@@ -36,13 +37,42 @@ def one_thread_per_kernel(threads=1):
     """Run each TensorFlow kernel on the Python thread that called it (TensorFlow's intra-op pool of 1 thread).
     The kernels here are small; handing them to a pool of helper threads costs more than it gains, and the
     workers already keep the cores busy. Must run before TensorFlow starts (before the first model is built);
-    if it already has, its pools are kept as they are and this returns False."""
+    if it already has, its pools are kept as they are and this returns False.
+    Also: every thread traces its own copies of the same functions, once each. TensorFlow's retracing detector
+    (keyed by source code) counts those copies as "retracing" and warns; they are not, so drop that message."""
     import tensorflow as tf
+    tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         return True
     except RuntimeError:
         return False
+
+
+class Player(threading.Thread):
+    """An actor-learner thread: run() calls play_and_learn(); an error there is kept in `error` for the main
+    thread to report, and sets `stop_event` so that the other threads stop too."""
+
+    def __init__(self, name, stop_event):
+        super().__init__(name=name, daemon=True)
+        self.stop_event = stop_event
+        self.error = None
+
+    def run(self):
+        try:
+            self.play_and_learn()
+        except Exception as error:            # reported by the main thread, which stops the others
+            self.error = error
+            self.stop_event.set()
+
+    @staticmethod
+    def stop_all(players):
+        """Set the players' stop event, wait for every one of them to end; the first error any of them met, or None."""
+        for player in players:
+            player.stop_event.set()
+        for player in players:
+            player.join()
+        return next((player.error for player in players if player.error is not None), None)
 
 
 class Turns:
