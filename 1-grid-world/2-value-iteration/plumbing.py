@@ -8,16 +8,23 @@ so a folder copied alone still runs. Change it in one folder, then copy it to th
 Heavy libraries (TensorFlow, matplotlib, Pillow) are imported inside the functions that need them: a tabular
 chapter that imports this file starts in a fraction of a second.
 
-    saving      atomic_write, ensure_writable, load_weights, save_graph, frames_for, write_gif, half_size
-    stopping    StopFlag, NEVER, stopped_before_training
+    saving      atomic_write, ensure_writable, try_save, keep_previous, finite, save_run_weights, run_facts,
+                check_weights_file, load_weights, save_graph, frames_for, write_gif, half_size
+    stopping    catch_signals_at_start, StopFlag, NEVER, stopped_before_training, finish
     screens     display_available, window_refused, headless_unless_display, headless_unless_window
     runs        seed_everything, log_scalars, report_scores
     precision   cpu_flags, visible_gpus, bfloat16_hardware, choose_precision, dtype_policy,
                 add_precision_argument, announce_precision
-    arguments   positive_int, positive_float, non_negative, probability, seed_number, gif_path,
-                add_seed_argument, add_watching_arguments, parse_arguments
+    arguments   positive_int, positive_float, non_negative, probability, seed_number, gif_path, save_folder,
+                memory_available, check_memory, add_seed_argument, add_watching_arguments, parse_arguments
+
+What a reader can rely on (the README says it too): whatever happens — Ctrl-C, `kill`, a closed terminal, a full
+or read-only disk, a rerun, a bad value or file — the last good checkpoint survives, the run says in one line what
+happened and where things are, and the exit code says how it ended: 0 done, 1 an error (nothing was half-written),
+2 a bad command line, 130 stopped by a signal (after saving once).
 """
 import argparse
+import math
 import os
 import random
 import signal
@@ -50,8 +57,101 @@ def ensure_writable(*folders):
             sys.exit(f"error: cannot write to {folder}: {error.strerror}")
 
 
+def try_save(what, folder, write, final):
+    """Saving never crashes a run: call write(), and where that fails (a full or read-only disk, a folder where a
+    file goes) say so in one line. A periodic save (final=False) then returns False and training goes on, to try
+    again at the next save; atomic_write left the previous checkpoint as it was. A final save exits 1."""
+    try:
+        write()
+        return True
+    except Exception as error:            # OSError from the disk; h5py and Keras wrap some of them in other types
+        reason = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if final:
+            sys.exit(f"error: could not save {what} in {folder} ({reason}); the last checkpoint saved there is kept")
+        print(f"could not save {what} in {folder} ({reason}): the last checkpoint there is kept; trying again at "
+              "the next save", flush=True)
+        return False
+
+
+def previous_name(path):
+    """save_model/x.weights.h5 -> save_model/x.previous.weights.h5 (the same folder, the same endings)."""
+    path = Path(path)
+    stem, dot, endings = path.name.partition(".")
+    return path.with_name(f"{stem}.previous{dot}{endings}")
+
+
+def keep_previous(paths, resumed_from=None):
+    """A fresh run never overwrites an earlier run's checkpoint without a word: each of `paths` that exists is
+    renamed to its previous_name (replacing an older previous copy), and one line says so. A run resumed (--load)
+    from one of these very files goes on in place instead."""
+    paths = [Path(path) for path in paths]
+    if resumed_from is not None and Path(resumed_from).resolve() in {path.resolve() for path in paths}:
+        return []
+    kept = []
+    for path in paths:
+        if path.is_file():
+            os.replace(path, previous_name(path))
+            kept.append(previous_name(path))
+    if kept:
+        print(f"an earlier run's files are kept as {', '.join(str(path) for path in kept)}", flush=True)
+    return kept
+
+
+def finite(weights):
+    """True when every number of `weights` (a list of arrays, e.g. model.get_weights()) is finite (no NaN, no inf)."""
+    return all(np.isfinite(np.asarray(weight, dtype=np.float64)).all() for weight in weights)
+
+
+def save_run_weights(model, path, curve=None, **facts):
+    """The weights and, in the same file, what a resumed run goes on from: `facts` (numbers or text, HDF5 attributes
+    run_<name>) and `curve` (rows of numbers, dataset run_curve). Written atomically: the weights and their facts
+    never disagree. The file stays a plain Keras weights file (model.load_weights reads it)."""
+    def write(tmp):
+        model.save_weights(tmp)
+        import h5py                        # Keras's own dependency for .weights.h5 files
+        with h5py.File(tmp, "a") as file:
+            file.attrs.update({f"run_{key}": value for key, value in facts.items()})
+            if curve is not None:
+                rows = np.asarray(curve, dtype=np.float64)
+                file.create_dataset("run_curve", data=rows.reshape(len(rows), -1))
+    atomic_write(path, write)
+
+
+def run_facts(path, checks=None):
+    """The facts save_run_weights stored with the weights (plus "curve": a list of rows, [] when none), or {} for a
+    file without them. `checks` maps a fact to a test it must pass (e.g. {"epsilon": lambda e: 0 <= e <= 1}); a
+    fact of the wrong type or range, or a curve that is not finite, exits with one line."""
+    import h5py
+    check_weights_file(path, "pass a file saved by this script")
+    try:
+        with h5py.File(path, "r") as file:
+            facts = {key[4:]: file.attrs[key] for key in file.attrs if key.startswith("run_")}
+            curve = file["run_curve"][()] if "run_curve" in file else np.zeros((0, 0))
+        facts = {key: value.item() if hasattr(value, "item") else value for key, value in facts.items()}
+        for key, check in (checks or {}).items():
+            if key in facts and not check(facts[key]):
+                raise ValueError(f"{key} = {facts[key]!r} is out of range")
+        if not np.isfinite(curve).all():
+            raise ValueError("its curve holds numbers that are not finite")
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        sys.exit(f"error: cannot read what {path} stores beside its weights ({error}); train anew without --load")
+    if facts:
+        facts["curve"] = curve.tolist()
+    return facts
+
+
+def check_weights_file(path, how_to_make):
+    """Exit with one line when `path` exists but is not a regular file (a folder; a FIFO, whose reading would
+    wait for ever)."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        sys.exit(f"error: cannot load weights from {path} (not a regular file); {how_to_make}")
+
+
 def load_weights(model, path, how_to_make):
-    """Load Keras weights, or exit with one line naming the file and how to make one."""
+    """Load Keras weights, or exit with one line naming the file and how to make one. Weights that are not all
+    finite numbers (a run that diverged) are refused the same way."""
+    check_weights_file(path, how_to_make)
     try:
         model.load_weights(path)
     except Exception as error:            # missing, truncated, wrong architecture
@@ -60,6 +160,9 @@ def load_weights(model, path, how_to_make):
         reason = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
         reason = reason.split(" Target variable:")[0]          # not the dump of the variable's values
         sys.exit(f"error: cannot load weights from {path} ({reason}); {how_to_make}")
+    if not finite(model.get_weights()):
+        sys.exit(f"error: cannot load weights from {path} (they hold numbers that are not finite: NaN or inf, "
+                 f"as after a run that diverged); {how_to_make}")
 
 
 def save_graph(path, x, scores, xlabel, title, window=100):
@@ -116,22 +219,66 @@ def half_size(frame):
 
 
 # ---- stopping: Ctrl-C and kill raise a flag, never an exception ----
-class StopFlag:
-    """Ctrl-C (SIGINT) and `kill` (SIGTERM) only raise this flag; every loop looks at it between steps, then
-    stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save goes
-    on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
-    callback can be lost (training goes on) or crash the process."""
+# Ctrl-C (SIGINT), `kill` (SIGTERM) and a closed terminal (SIGHUP: a closed window, a dropped SSH session).
+# All three end a run the same way, exit status 130: "stopped by a signal, saved"; a shell would report 129 or 143
+# for the last two, but one code is easier to rely on. Windows has no SIGHUP.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGINT, self.request)
-        signal.signal(signal.SIGTERM, self.request)
+
+class _StartUp:
+    requested = False
 
     def request(self, signum, frame):
         self.requested = True
 
 
-NEVER = type("Never", (), {"requested": False})()   # a stop flag that never stops (tests, benchmarks)
+_START_UP = _StartUp()
+
+
+def catch_signals_at_start(module_name):
+    """The first thing a script does, before TensorFlow loads (seconds): when it runs as a script (module_name is
+    "__main__"), a stop signal during start-up is kept for the StopFlag that main() makes, so the run ends in one
+    line, exit 130, instead of a traceback or a silent kill."""
+    if module_name == "__main__":
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _START_UP.request)
+
+
+class StopFlag:
+    """Ctrl-C, `kill` and a closed terminal (STOP_SIGNALS) only raise this flag; every loop looks at it between
+    steps, then stops, and the run saves once and exits 130. A second signal while saving changes nothing (the save
+    goes on). No KeyboardInterrupt is ever raised: one raised inside a TensorFlow call or a garbage-collection
+    callback can be lost (training goes on) or crash the process. A signal during start-up counts
+    (catch_signals_at_start). check_finite() raises the flag too, for a run whose numbers stopped being finite."""
+
+    def __init__(self):
+        self.requested = _START_UP.requested
+        self.diverged = None                # what stopped being finite, once something did
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
+
+    def check_finite(self, value, what="the loss"):
+        """Stop the run (as a signal would) when `value` is NaN or infinite: training diverged, and the run must
+        keep its last finite checkpoint instead of saving over it. Returns value."""
+        if not math.isfinite(value) and self.diverged is None:
+            self.requested, self.diverged = True, what
+        return value
+
+
+NEVER = type("Never", (), {"requested": False, "diverged": None})()   # a stop flag that never stops (tests, benchmarks)
+
+
+def finish(stop):
+    """The last line of a run that saved: exit 1 after a divergence (said in one line; nothing non-finite was
+    saved), 130 after a stop signal (also one that came during the final save), else return."""
+    if getattr(stop, "diverged", None) is not None:
+        sys.exit(f"error: training diverged ({stop.diverged} is not a finite number): stopped; the last finite "
+                 "checkpoint is kept (try a smaller learning rate)")
+    if stop.requested:
+        sys.exit(130)
 
 
 def stopped_before_training():
@@ -336,6 +483,48 @@ def seed_number(text):
     if not 0 <= value < 2 ** 32:
         raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {text}")
     return value
+
+
+def save_folder(text):
+    """--save-dir DIR: a folder name, not empty (that would be the current folder, unasked); a path that loops
+    through symbolic links is refused here, before anything is made."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty string")
+    path = Path(text)
+    try:
+        path.resolve(strict=False)
+        looping = path.is_symlink() and not path.exists()
+        for parent in path.absolute().parents:
+            looping = looping or (parent.is_symlink() and not parent.exists())
+    except (OSError, RuntimeError) as error:          # RuntimeError: Python 3.11's "Symlink loop from ..."
+        raise argparse.ArgumentTypeError(f"cannot be used: {error}") from None
+    if looping:
+        raise argparse.ArgumentTypeError(f"{text!r} is a symbolic link that leads nowhere (or in a loop)")
+    return path
+
+
+def memory_available():
+    """Bytes of memory this machine can give a run now (Linux: MemAvailable), or None where it cannot be told."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(parser, option, needed_bytes, what):
+    """A size that asks for more memory than this machine has is a command-line error (exit 2), before anything
+    is made, that says how much it would need."""
+    available = memory_available()
+    if available is not None and needed_bytes > available:
+        parser.error(f"argument {option}: {what} would need {needed_bytes / 2 ** 30:,.1f} GiB of memory; this "
+                     f"machine has {available / 2 ** 30:,.1f} GiB free")
 
 
 def gif_path(text):
