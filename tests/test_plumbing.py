@@ -87,9 +87,11 @@ def test_no_chapter_file_defines_a_plumbing_job_again(path):
     names = plumbing_names()
     shapes = {body_shape(node): name for name, node in top_level(plumbing_tree()).items()
               if isinstance(node, ast.FunctionDef) and len(node.body) > 2}
+    methods = {id(item) for node in ast.walk(tree) if isinstance(node, ast.ClassDef) for item in node.body}
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            assert node.name not in names, f"{relative(path)}:{node.lineno} defines {node.name}, a plumbing job"
+            assert id(node) in methods or node.name not in names, \
+                f"{relative(path)}:{node.lineno} defines {node.name}, a plumbing job"
             if isinstance(node, ast.FunctionDef):
                 copied = shapes.get(body_shape(node))
                 assert copied is None, f"{relative(path)}:{node.lineno} {node.name} is plumbing's {copied} renamed"
