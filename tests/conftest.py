@@ -107,10 +107,11 @@ runpy.run_path(script, run_name="__main__")
 
 
 def interrupt_script(relpath, *args, when=lambda line: line.startswith("episode: "), signum=signal.SIGINT,
-                     second_signal_during_save=False, timeout=300, cwd=None):
+                     second_signal_during_save=False, timeout=300, cwd=None, after=None):
     """Start ``python <relpath> <args>``, send ``signum`` once a stdout line satisfies ``when`` (None: at once,
-    as soon as the process has started), and wait for it. With ``second_signal_during_save`` a second SIGINT
-    is sent from inside the script's first save after the signal. Returns a CompletedProcess."""
+    as soon as the process has started) or, with ``after``, that many seconds after the start, whichever comes
+    first; then wait for it. With ``second_signal_during_save`` a second SIGINT is sent from inside the script's
+    first save after the signal. Returns a CompletedProcess."""
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     env.update({"PYTHONUNBUFFERED": "1", "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
                 "MPLBACKEND": "Agg", "RL_SIGNAL_DURING_SAVE": "1" if second_signal_during_save else "0"})
@@ -121,18 +122,28 @@ def interrupt_script(relpath, *args, when=lambda line: line.startswith("episode:
         errors = []
         reader = threading.Thread(target=lambda: errors.append(child.stderr.read()), daemon=True)
         reader.start()                             # stderr drains on its own, so no pipe can fill up
-        lines, sent = [], when is None
+        lines, sent, lock = [], [when is None], threading.Lock()
+
+        def send_once():
+            with lock:
+                if not sent[0] and child.poll() is None:
+                    child.send_signal(signum)
+                sent[0] = True
+        timer = threading.Timer(after, send_once) if after is not None else None
         try:
-            if sent:
+            if sent[0]:
                 child.send_signal(signum)
+            if timer is not None:
+                timer.start()
             for line in child.stdout:              # every line, also those after the signal
                 lines.append(line)
-                if not sent and when(line):
-                    child.send_signal(signum)
-                    sent = True
+                if not sent[0] and when(line):
+                    send_once()
             child.wait(timeout=timeout)
             reader.join(timeout=timeout)
         finally:
+            if timer is not None:
+                timer.cancel()
             child.kill()
         out, err = "".join(lines), "".join(errors)
         return subprocess.CompletedProcess(child.args, child.returncode, out, err)
@@ -160,8 +171,8 @@ def printed_mean(stdout):
 
 @pytest.fixture
 def own_signal_handlers():
-    """main() run in this process installs its StopFlag for SIGINT/SIGTERM: give pytest its handlers back."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    """main() run in this process installs its StopFlag for SIGINT/SIGTERM/SIGHUP: give pytest its handlers back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)
