@@ -164,7 +164,7 @@ def test_no_two_modules_of_a_folder_import_each_other(folder):
 
 
 def test_plumbing_starts_without_heavy_libraries():
-    heavy = ("tensorflow", "keras", "matplotlib", "PIL", "h5py", "gymnasium")
+    heavy = ("numpy", "tensorflow", "keras", "matplotlib", "PIL", "h5py", "gymnasium")
     code = (f"import sys; sys.path.insert(0, {str(PLUMBING.parent)!r}); import plumbing; "
             f"print([name for name in {heavy!r} if name in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -5,8 +5,9 @@
 
 Every chapter folder holds a copy of this file with the very same bytes (tests/test_plumbing.py compares them),
 so a folder copied alone still runs. Change it in one folder, then copy it to the others.
-Heavy libraries (TensorFlow, matplotlib, Pillow) are imported inside the functions that need them: a tabular
-chapter that imports this file starts in a fraction of a second.
+Libraries beyond Python's own (numpy, TensorFlow, matplotlib, Pillow, h5py) are imported inside the functions that
+need them: importing this file takes milliseconds, so a script that imports it first can catch a stop signal from
+its first instant (catch_signals_at_start), and a tabular chapter starts in a fraction of a second.
 
     saving      atomic_write, ensure_writable, try_save, keep_previous, finite, save_run_weights, run_facts,
                 check_weights_file, load_weights, save_graph, frames_for, write_gif, half_size
@@ -31,8 +32,6 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-
-import numpy as np
 
 
 # ---- saving: never a half-written file ----
@@ -99,6 +98,7 @@ def keep_previous(paths, resumed_from=None):
 
 def finite(weights):
     """True when every number of `weights` (a list of arrays, e.g. model.get_weights()) is finite (no NaN, no inf)."""
+    import numpy as np
     return all(np.isfinite(np.asarray(weight, dtype=np.float64)).all() for weight in weights)
 
 
@@ -106,6 +106,7 @@ def save_run_weights(model, path, curve=None, **facts):
     """The weights and, in the same file, what a resumed run goes on from: `facts` (numbers or text, HDF5 attributes
     run_<name>) and `curve` (rows of numbers, dataset run_curve). Written atomically: the weights and their facts
     never disagree. The file stays a plain Keras weights file (model.load_weights reads it)."""
+    import numpy as np
     def write(tmp):
         model.save_weights(tmp)
         import h5py                        # Keras's own dependency for .weights.h5 files
@@ -121,6 +122,7 @@ def run_facts(path, checks=None):
     """The facts save_run_weights stored with the weights (plus "curve": a list of rows, [] when none), or {} for a
     file without them. `checks` maps a fact to a test it must pass (e.g. {"epsilon": lambda e: 0 <= e <= 1}); a
     fact of the wrong type or range, or a curve that is not finite, exits with one line."""
+    import numpy as np
     import h5py
     check_weights_file(path, "pass a file saved by this script")
     try:
@@ -168,6 +170,7 @@ def load_weights(model, path, how_to_make):
 def save_graph(path, x, scores, xlabel, title, window=100):
     """The scores (dots) and their running mean over the last `window` (line), as a PNG written atomically.
     matplotlib's Agg backend draws without a window."""
+    import numpy as np
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -191,6 +194,7 @@ def write_gif(path, frames, seconds_per_frame, max_frames=400):
     """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
     recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
     `max_frames`; each frame gets a palette of its own colours."""
+    import numpy as np
     from PIL import Image                               # Pillow comes with matplotlib
     step = max(1, -(-len(frames) // max_frames))
     images = []
@@ -214,6 +218,7 @@ def frames_for(record):
 
 def half_size(frame):
     """An H×W×3 frame at half its height and width, each pixel the mean of four (thin lines stay visible)."""
+    import numpy as np
     frame = frame[:frame.shape[0] // 2 * 2, :frame.shape[1] // 2 * 2].astype(np.uint16)
     return ((frame[0::2, 0::2] + frame[1::2, 0::2] + frame[0::2, 1::2] + frame[1::2, 1::2]) // 4).astype(np.uint8)
 
@@ -329,6 +334,7 @@ def headless_unless_window(render):
 # ---- runs: seeding, TensorBoard, the end of watching ----
 def seed_everything(seed):
     """--seed: Python's random, numpy and (where the chapter uses it) Keras, which also seeds TensorFlow."""
+    import numpy as np
     if seed is not None:
         random.seed(seed)
         np.random.seed(seed)
@@ -347,6 +353,7 @@ def log_scalars(writer, step, **scalars):
 def report_scores(scores, stop, digits=1, before_mean=()):
     """The end of watching: `interrupted` after a stop, then the lines in `before_mean` and the mean score
     when a game was finished; exit 130 after a stop."""
+    import numpy as np
     if stop.requested:
         print("interrupted")
     if scores:
