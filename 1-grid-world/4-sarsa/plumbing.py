@@ -11,7 +11,8 @@ its first instant (catch_signals_at_start), and a tabular chapter starts in a fr
 
     saving      atomic_write, ensure_writable, try_save, keep_previous, finite, save_run_weights, run_facts,
                 check_weights_file, load_weights, save_graph, frames_for, write_gif, half_size
-    stopping    catch_signals_at_start, StopFlag, NEVER, stopped_before_training, finish
+    stopping    catch_signals_at_start (with quiet output once the terminal is closed), StopFlag, NEVER,
+                stopped_before_training, finish
     screens     display_available, window_refused, headless_unless_display, headless_unless_window
     runs        seed_everything, log_scalars, report_scores
     precision   cpu_flags, visible_gpus, bfloat16_hardware, choose_precision, dtype_policy,
@@ -240,13 +241,51 @@ class _StartUp:
 _START_UP = _StartUp()
 
 
+class _QuietWhenClosed:
+    """sys.stdout or sys.stderr of a script. Once its terminal is closed (the window, the SSH session: EIO) or the
+    reader of its pipe has gone (`| head`: EPIPE), every write would raise and end the run before it saves; then
+    the stream goes quiet instead (its file descriptor is pointed at the null device) and the run goes on to save
+    and end as it should. Not an io.TextIOBase, so that every attribute (encoding, ...) is the real stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self._go_quiet()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError:
+            self._go_quiet()
+
+    def _go_quiet(self):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+            self._stream.flush()                 # what was buffered goes to the null device
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def catch_signals_at_start(module_name):
     """The first thing a script does, before TensorFlow loads (seconds): when it runs as a script (module_name is
     "__main__"), a stop signal during start-up is kept for the StopFlag that main() makes, so the run ends in one
-    line, exit 130, instead of a traceback or a silent kill."""
+    line, exit 130, instead of a traceback or a silent kill; and its output goes quiet, instead of failing, once
+    the terminal is closed (_QuietWhenClosed)."""
     if module_name == "__main__":
         for signum in STOP_SIGNALS:
             signal.signal(signum, _START_UP.request)
+        if not isinstance(sys.stdout, _QuietWhenClosed):
+            sys.stdout, sys.stderr = _QuietWhenClosed(sys.stdout), _QuietWhenClosed(sys.stderr)
 
 
 class StopFlag:
