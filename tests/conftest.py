@@ -149,6 +149,16 @@ def interrupt_script(relpath, *args, when=lambda line: line.startswith("episode:
         return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
+def tkinter_that_sends(signum, folder):
+    """PYTHONPATH for a child whose `import tkinter` (environment.py's, while the script starts up) sends the process
+    `signum` and then fails as on a Python without Tk: a signal that lands, for sure, during start-up."""
+    folder.mkdir()
+    (folder / "tkinter.py").write_text("import os, signal\n"
+                                       f"os.kill(os.getpid(), signal.{signal.Signals(signum).name})\n"
+                                       "raise ImportError('No module named _tkinter')\n")
+    return {"PYTHONPATH": str(folder)}
+
+
 def truncate_file(source, target=None, keep=0.5):
     """Write the first ``keep`` fraction of ``source``'s bytes to ``target`` (default: in place); returns it."""
     data = Path(source).read_bytes()

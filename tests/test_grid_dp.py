@@ -1,5 +1,5 @@
 """Policy iteration and value iteration (1-grid-world/1-, 2-): the maths, the window, the command line,
-stopping by signal."""
+stopping by signal (also during start-up), and the GIF of --record: written whole, or one line and exit 1."""
 import os
 import random
 import signal
@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import ROOT, load_module, run_script
+from conftest import ROOT, load_module, run_script, tkinter_that_sends
 
 PI_PATH = "1-grid-world/1-policy-iteration/policy_iteration.py"
 VI_PATH = "1-grid-world/2-value-iteration/value_iteration.py"
@@ -316,15 +317,17 @@ def test_a_screen_that_does_not_answer_means_headless_with_a_note(path):
 
 # ---- stopping: Ctrl-C and kill only raise a flag; this chapter saves nothing, so it just exits 130 ----
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "closed-terminal"])
 @pytest.mark.parametrize("path", [PI_PATH, VI_PATH])
-def test_a_signal_before_the_values_converge_exits_130_in_one_line(path, monkeypatch, capsys, own_signal_handlers):
+def test_a_signal_before_the_values_converge_exits_130_in_one_line(path, signum, monkeypatch, capsys,
+                                                                   own_signal_handlers):
     # In this process, so that the signal lands for sure after the handlers are installed and before the
-    # first sweep (the whole run takes milliseconds): a real SIGTERM while the world is being built.
+    # first sweep (the whole run takes milliseconds): a real signal while the world is being built.
     module = load_module(path)
     env_class = module.Env
 
     def env_and_get_killed():
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
         return env_class()
 
     monkeypatch.setattr(module, "Env", env_and_get_killed)
@@ -336,8 +339,9 @@ def test_a_signal_before_the_values_converge_exits_130_in_one_line(path, monkeyp
     assert captured.out == ""                                        # no table: it never converged
 
 
-@pytest.mark.parametrize("path, signum", [(PI_PATH, signal.SIGINT), (VI_PATH, signal.SIGTERM)],
-                         ids=["policy-iteration-ctrl-c", "value-iteration-sigterm"])
+@pytest.mark.parametrize("path, signum", [(PI_PATH, signal.SIGINT), (VI_PATH, signal.SIGTERM),
+                                          (PI_PATH, signal.SIGHUP)],
+                         ids=["policy-iteration-ctrl-c", "value-iteration-sigterm", "policy-iteration-closed-terminal"])
 def test_a_signal_closes_the_window_and_exits_130_without_a_traceback(path, signum, tk_display):
     # Tk's mainloop waits inside Tcl: the script's timer lets the signal handler run and closes the window.
     child = subprocess.Popen([sys.executable, str(ROOT / path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -362,3 +366,60 @@ def test_a_python_without_tkinter_runs_headless_with_a_note(path, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "this Python has no tkinter: running headless" in result.stdout
     assert "greedy path from the start" in result.stdout and (tmp_path / "path.gif").stat().st_size > 0
+
+
+# ---- start-up and --record: a signal while starting exits 130 in one line; a GIF that cannot be written, exit 1 ----
+
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "closed-terminal"])
+@pytest.mark.parametrize("path", [PI_PATH, VI_PATH])
+def test_a_signal_during_start_up_exits_130_in_one_line(path, signum, tmp_path):
+    result = run_script(path, "--no-render", timeout=60, env=tkinter_that_sends(signum, tmp_path / "fake"))
+    assert result.returncode == 130, result.stderr[-2000:]          # not killed by SIGHUP, no KeyboardInterrupt
+    assert result.stderr == "interrupted: nothing saved (this chapter saves nothing)\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("path", [PI_PATH, VI_PATH])
+def test_record_where_nothing_can_be_written_exits_1_in_one_line(path, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    # Its folder is a file: refused before anything is solved, in one line.
+    result = run_script(path, "--no-render", "--record", a_file / "path.gif", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write to {a_file}: File exists\n"
+    assert result.stdout == ""
+    # The GIF's own name is a folder: the values and the path are printed, then the GIF fails in one line.
+    (tmp_path / "path.gif").mkdir()
+    result = run_script(path, "--no-render", "--record", tmp_path / "path.gif", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (f"error: could not save path.gif in {tmp_path} (Is a directory); "
+                             "the last checkpoint saved there is kept\n")
+    np.testing.assert_allclose(printed_table(result.stdout), BOOK_VALUES)
+    assert "greedy path from the start" in result.stdout and "recorded" not in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "path.gif"]     # no temp file left behind
+
+
+@pytest.mark.parametrize("path", [PI_PATH, VI_PATH])
+def test_a_signal_during_the_gif_save_exits_130_after_writing_it(path, tmp_path, monkeypatch, capsys,
+                                                                 own_signal_handlers):
+    module = load_module(path)
+    writing = module.show_greedy_path.__globals__["write_gif"].__globals__     # plumbing.py's names
+    real_atomic_write = writing["atomic_write"]
+
+    def atomic_write_and_a_signal_meanwhile(target, write):
+        os.kill(os.getpid(), signal.SIGTERM)             # the StopFlag's handler runs here, inside the save
+        real_atomic_write(target, write)
+
+    monkeypatch.setitem(writing, "atomic_write", atomic_write_and_a_signal_meanwhile)
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--no-render", "--record", str(tmp_path / "path.gif")])
+    assert stopped.value.code == 130
+    assert "recorded " in capsys.readouterr().out
+    with Image.open(tmp_path / "path.gif") as gif:        # written whole: every frame reads back
+        assert gif.n_frames > 1
+        for number in range(gif.n_frames):
+            gif.seek(number)
+            gif.load()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["path.gif"]

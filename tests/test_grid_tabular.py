@@ -4,6 +4,7 @@ Update rules against numbers worked out by hand, epsilon-greedy tie-breaking, le
 determinism of the saved tables, stopping by signal, the Tk window under Xvfb, and the scripts run as a user
 would run them.
 """
+import errno
 import os
 import random
 import signal
@@ -12,8 +13,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import ROOT, interrupt_script, load_module, printed_scores, run_script
+from conftest import ROOT, interrupt_script, load_module, printed_scores, run_script, tkinter_that_sends
 
 CHAPTERS = {   # name: (script, agent class, saved table, window title)
     "mc": ("1-grid-world/3-monte-carlo/mc_agent.py", "MCAgent", "mc_value_table.npy", "monte carlo"),
@@ -286,8 +288,9 @@ def test_script_help_and_bad_input(name, tmp_path):
     assert result.stderr == ""
 
 
-@pytest.mark.parametrize("signum, second", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
-                         ids=["ctrl-c", "sigterm", "second-ctrl-c-during-the-save"])
+@pytest.mark.parametrize("signum, second", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGHUP, False),
+                                            (signal.SIGINT, True)],
+                         ids=["ctrl-c", "sigterm", "closed-terminal", "second-ctrl-c-during-the-save"])
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_a_stop_signal_saves_the_table_and_exits_130(name, signum, second, tmp_path):
     script, _, table_name, _ = CHAPTERS[name]
@@ -415,3 +418,184 @@ def test_script_renders_with_a_display(name, tk_display, tmp_path):
     assert "no display" not in result.stdout
     assert "episode: 2 | score: " in result.stdout
     assert (tmp_path / "save_model" / table_name).is_file()
+
+
+# ---------------------------------------------------------------- nothing a reader trained is ever lost
+
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "closed-terminal"])
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_a_signal_during_start_up_exits_130_in_one_line_and_keeps_the_earlier_table(name, signum, tmp_path):
+    script, _, table_name, _ = CHAPTERS[name]
+    earlier = tmp_path / "run" / "save_model" / table_name
+    earlier.parent.mkdir(parents=True)
+    np.save(earlier, np.full((5, 5), 7.0))
+    result = run_script(script, "--no-render", "--save-dir", tmp_path / "run", timeout=60,
+                        env=tkinter_that_sends(signum, tmp_path / "fake"))
+    assert result.returncode == 130, result.stderr[-2000:]             # not killed by SIGHUP, no KeyboardInterrupt
+    assert result.stderr == "interrupted before training started: nothing saved\n"
+    assert "episode" not in result.stdout
+    assert sorted(p.name for p in earlier.parent.iterdir()) == [table_name]    # untouched, not even renamed
+    np.testing.assert_array_equal(np.load(earlier), np.full((5, 5), 7.0))
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_a_fresh_run_keeps_the_earlier_table_and_says_so_first(name, tmp_path):
+    script, _, table_name, _ = CHAPTERS[name]
+    saved = tmp_path / "save_model" / table_name
+    previous = saved.with_name(table_name.replace(".npy", ".previous.npy"))
+    tables = []
+    for seed in (7, 8, 9):
+        result = run_script(script, "--episodes", 50, "--seed", seed, "--save-dir", tmp_path, timeout=60)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0] == "no display found: running headless (pass --render on a machine with a display)"
+        if seed == 7:
+            assert "earlier run" not in result.stdout
+        else:                                   # the second line, before any episode
+            assert lines[1] == f"an earlier run's files are kept as {previous}"
+            np.testing.assert_array_equal(np.load(previous), tables[-1])
+        tables.append(np.load(saved))
+    assert sorted(p.name for p in saved.parent.iterdir()) == sorted([table_name, previous.name])
+    assert not np.array_equal(tables[1], tables[2])       # the check above can fail
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_a_folder_where_the_table_goes_exits_1_in_one_line_naming_the_folder(name, tmp_path):
+    script, _, table_name, _ = CHAPTERS[name]
+    in_the_way = tmp_path / "save_model" / table_name
+    in_the_way.mkdir(parents=True)
+    result = run_script(script, "--episodes", 3, "--save-dir", tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (f"error: could not save {table_name} in {in_the_way.parent} (Is a directory); "
+                             "the last checkpoint saved there is kept\n")
+    assert "greedy path" not in result.stdout
+    assert [p.name for p in in_the_way.parent.iterdir()] == [table_name] and in_the_way.is_dir()   # no temp file
+
+
+@pytest.mark.parametrize("error", [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")],
+                         ids=["disk-full", "read-only"])
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_a_final_save_that_fails_exits_1_and_the_earlier_table_survives(name, error, tmp_path, monkeypatch, capsys,
+                                                                        own_signal_handlers):
+    module, _, table_name, _ = chapter(name)
+    save_model = tmp_path / "save_model"
+    save_model.mkdir()
+    earlier = np.full((5, 5), 7.0)
+    np.save(save_model / table_name, earlier)
+    real_save = np.save
+
+    def save_until_the_disk_fails(file, array):            # half a file written, then the disk refuses the rest
+        real_save(file, array)
+        Path(file).write_bytes(Path(file).read_bytes()[:64])
+        raise OSError(error[0], error[1])
+
+    monkeypatch.setattr(np, "save", save_until_the_disk_fails)
+    with pytest.raises(SystemExit) as failed:
+        module.main(["--no-render", "--episodes", "5", "--seed", "0", "--save-dir", str(tmp_path)])
+    assert failed.value.code == (f"error: could not save {table_name} in {save_model} ({error[1]}); "
+                                 "the last checkpoint saved there is kept")     # sys.exit(text): one line, exit 1
+    assert "greedy path" not in capsys.readouterr().out
+    previous = table_name.replace(".npy", ".previous.npy")
+    assert sorted(p.name for p in save_model.iterdir()) == [previous]          # no half-written table, no temp file
+    np.testing.assert_array_equal(np.load(save_model / previous), earlier)
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_a_signal_during_the_final_save_of_a_finished_run_exits_130(name, tmp_path, monkeypatch, capsys,
+                                                                    own_signal_handlers):
+    module, _, table_name, _ = chapter(name)
+    saving = module.save_table.__globals__                   # environment.py's names
+    real_atomic_write = saving["atomic_write"]
+
+    def atomic_write_and_a_signal_meanwhile(path, write):
+        def write_and_get_signalled(tmp):
+            os.kill(os.getpid(), signal.SIGTERM)             # the StopFlag's handler runs here, inside the save
+            write(tmp)
+        real_atomic_write(path, write_and_get_signalled)
+
+    monkeypatch.setitem(saving, "atomic_write", atomic_write_and_a_signal_meanwhile)
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--no-render", "--episodes", "5", "--seed", "0", "--save-dir", str(tmp_path)])
+    assert stopped.value.code == 130
+    out = capsys.readouterr().out
+    assert len(printed_scores(out)) == 5                     # the run had ended by itself
+    saved = tmp_path / "save_model" / table_name
+    assert out.splitlines()[-1].endswith(f"saved to {saved}")  # the save went on to the end, and said where
+    assert "greedy path" not in out
+    assert np.load(saved).shape == ((5, 5) if name == "mc" else (5, 5, 4))
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_a_signal_during_the_gif_save_exits_130_after_writing_it(name, tmp_path, monkeypatch, capsys,
+                                                                 own_signal_handlers):
+    module = chapter(name)[0]
+    writing = module.show_greedy_path.__globals__["write_gif"].__globals__     # plumbing.py's names
+    real_atomic_write = writing["atomic_write"]
+
+    def atomic_write_and_a_signal_meanwhile(path, write):
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_atomic_write(path, write)
+
+    monkeypatch.setitem(writing, "atomic_write", atomic_write_and_a_signal_meanwhile)
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--no-render", "--episodes", "5", "--seed", "0", "--save-dir", str(tmp_path),
+                     "--record", str(tmp_path / "path.gif")])
+    assert stopped.value.code == 130
+    assert "recorded " in capsys.readouterr().out
+    with Image.open(tmp_path / "path.gif") as gif:            # written whole: every frame reads back
+        for number in range(gif.n_frames):
+            gif.seek(number)
+            gif.load()
+        assert gif.size == (301, 301)
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_record_where_nothing_can_be_written_exits_1_in_one_line(name, tmp_path):
+    script, _, table_name, _ = CHAPTERS[name]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    # Its folder is a file: refused before training, in one line.
+    result = run_script(script, "--no-render", "--save-dir", tmp_path, "--record", a_file / "path.gif", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write to {a_file}: File exists\n"
+    assert "episode" not in result.stdout and not (tmp_path / "save_model" / table_name).exists()
+    # The GIF's own name is a folder: the table is saved first, then the GIF fails in one line.
+    (tmp_path / "path.gif").mkdir()
+    result = run_script(script, "--no-render", "--episodes", 3, "--save-dir", tmp_path,
+                        "--record", tmp_path / "path.gif", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (f"error: could not save path.gif in {tmp_path} (Is a directory); "
+                             "the last checkpoint saved there is kept\n")
+    assert (tmp_path / "save_model" / table_name).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "path.gif", "save_model"]    # no temp file
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_save_dir_must_name_a_folder(name, tmp_path, capsys):
+    module = chapter(name)[0]
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    empty = ("must name a folder, got an empty string",)
+    loop = ("Symlink loop", "symbolic link")             # Python 3.11 says the first, 3.13 the second
+    for save_dir, reasons in (("", empty), (" ", empty), (str(tmp_path / "loop"), loop),
+                              (str(tmp_path / "loop" / "deeper"), loop)):
+        with pytest.raises(SystemExit) as refused:
+            module.parse_args(["--save-dir", save_dir])
+        assert refused.value.code == 2, save_dir
+        err = capsys.readouterr().err
+        assert "argument --save-dir: " in err and any(reason in err for reason in reasons), err
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_the_saved_table_is_finite_even_at_the_extreme_rates(name, tmp_path, capsys, own_signal_handlers):
+    # --learning-rate, --discount-factor and --epsilon are checked to lie in [0, 1], so every update is a mix of
+    # rewards (+-100) and earlier values: the table can never leave [-100, 100], let alone become NaN or inf.
+    module, _, table_name, _ = chapter(name)
+    module.main(["--no-render", "--episodes", "300", "--seed", "0", "--save-dir", str(tmp_path),
+                 "--learning-rate", "1", "--discount-factor", "1", "--epsilon", "1"])
+    table = np.load(tmp_path / "save_model" / table_name)
+    assert np.isfinite(table).all() and np.abs(table).max() <= 100
+    assert np.abs(table).max() == 100                    # alpha = 1: a state next to the circle or a triangle
+    capsys.readouterr()

@@ -18,7 +18,7 @@ try:
 except ImportError:          # a Python built without Tk: the maths and the headless run still work
     tk = None
 
-from plumbing import write_gif
+from plumbing import try_save, write_gif
 
 WIDTH, HEIGHT = 5, 5                       # cells
 UNIT = 100                                 # pixels per cell
@@ -234,10 +234,10 @@ def show_greedy_path(env, best_actions_of, record):
     path, ending = greedy_path(env, best_actions_of)
     print("greedy path from the start (row, col): " + " -> ".join(f"({row}, {col})" for row, col in path)
           + f": {ending}")
-    if record is not None:
+    if record is not None:      # where the GIF cannot be written (a folder in the way): one line, exit 1
         cells = [[col, row] for row, col in path]                   # the picture takes [x, y]
-        write_gif(record, grid_animation(cells, GOAL[::-1], [[cell[::-1] for cell in TRIANGLES]] * len(cells)),
-                  seconds_per_frame=0.1)
+        frames = grid_animation(cells, GOAL[::-1], [[cell[::-1] for cell in TRIANGLES]] * len(cells))
+        try_save(record.name, record.parent, lambda: write_gif(record, frames, seconds_per_frame=0.1), final=True)
 
 
 def grid_picture(agent, goal, triangles, columns=5, rows=5, unit=60):

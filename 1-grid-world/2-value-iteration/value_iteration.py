@@ -12,7 +12,7 @@ the agent, Clear = start over. Without one (or with --no-render), the script swe
 the values and the greedy policy.
 
 This chapter differs from the shared CLI: it has no episodes and saves nothing (the book's does not either).
-Ctrl-C or `kill` closes the window, or stops the headless run, and exits with status 130.
+Ctrl-C, `kill` or a closed terminal closes the window, or stops the headless run, and exits with status 130.
 The world and its window live in environment.py, as in the book, with the text and the GIF of a solution;
 plumbing.py holds the jobs every chapter shares (safe to skip).
 """
@@ -20,12 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))     # this chapter's own environment.py and plumbing.py
-from environment import Env, close_on_stop, format_policy, format_values, open_window, show_greedy_path  # noqa: E402
-from plumbing import (StopFlag, add_seed_argument, ensure_writable, gif_path,  # noqa: E402
+from plumbing import (StopFlag, add_seed_argument, catch_signals_at_start, ensure_writable, gif_path,  # noqa: E402
                       headless_unless_display, seed_everything)
+catch_signals_at_start(__name__)            # Ctrl-C, kill or a closed terminal from here on: exit 130 in one line
+import numpy as np  # noqa: E402
+from environment import Env, close_on_stop, format_policy, format_values, open_window, show_greedy_path  # noqa: E402
 
 DISCOUNT_FACTOR = 0.9
 TIE_TOLERANCE = 1e-9                       # action values closer than this count as a tie

@@ -21,8 +21,8 @@ gamma; here G runs over every step, and each state learns the return of its firs
     python mc_agent.py --no-render --seed 1
 
 At the end V is saved to save_model/mc_value_table.npy (under --save-dir): a numpy array of shape (5, 5)
-indexed [row, col]. `numpy.load` reads it. Ctrl-C or `kill` stops the run between two steps (the unfinished
-episode is not learned from); it saves V the same way and exits with status 130.
+indexed [row, col]. `numpy.load` reads it. Ctrl-C, `kill` or a closed terminal stops the run between two
+steps (the unfinished episode is not learned from); it saves V the same way and exits with status 130.
 The world, its window and the greedy walk: environment.py; jobs every chapter shares: plumbing.py (skip it).
 """
 import argparse
@@ -30,14 +30,14 @@ import random
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
 sys.path.insert(0, str(HERE))               # this folder's environment.py and plumbing.py
-from environment import HEIGHT, RENDER_DELAY, WIDTH, make_env, show_greedy_path  # noqa: E402
-from plumbing import (NEVER, StopFlag, add_seed_argument, atomic_write, ensure_writable, gif_path,  # noqa: E402
-                      headless_unless_display, non_negative, positive_int, probability, seed_everything,
-                      stopped_before_training)
+from plumbing import (NEVER, StopFlag, add_seed_argument, catch_signals_at_start, ensure_writable,  # noqa: E402
+                      finish, gif_path, headless_unless_display, keep_previous, non_negative, positive_int,
+                      probability, save_folder, seed_everything, stopped_before_training)
+catch_signals_at_start(__name__)            # Ctrl-C, kill or a closed terminal from here on: exit 130 in one line
+import numpy as np  # noqa: E402
+from environment import HEIGHT, RENDER_DELAY, WIDTH, make_env, save_table, show_greedy_path  # noqa: E402
 
 # ---- hyperparameters (the book's values) ----
 EPISODES = 1000
@@ -119,7 +119,7 @@ def parse_args(argv=None):
                         help="show the grid window; None: when a display is available")
     parser.add_argument("--render-delay", type=non_negative, default=RENDER_DELAY,
                         help="seconds per step while rendering")
-    parser.add_argument("--save-dir", type=Path, default=HERE, help="the table goes to SAVE_DIR/save_model")
+    parser.add_argument("--save-dir", type=save_folder, default=HERE, help="the table goes to SAVE_DIR/save_model")
     parser.add_argument("--learning-rate", type=probability, default=LEARNING_RATE, help="step size alpha")
     parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
     parser.add_argument("--epsilon", type=probability, default=EPSILON, help="probability of a random action")
@@ -142,17 +142,15 @@ def main(argv=None):
     if stop.requested:
         env.close()
         stopped_before_training()
+    keep_previous([save_path])                  # an earlier run's table becomes mc_value_table.previous.npy
 
     train(env, agent, args.episodes, stop)
     env.close()
-    if stop.requested:
-        print("interrupted: saving what has been learned so far")
-    atomic_write(save_path, lambda tmp: np.save(tmp, agent.value_table))
-    print(f"V table (row, col) saved to {save_path}")
-    if stop.requested:
-        sys.exit(130)
-    # Watching: the greedy look-ahead on the learned V (the first best action on ties), walked from the start.
-    show_greedy_path(env, lambda state: int(np.argmax(agent.possible_next_state(state))), args.record)
+    save_table(agent.value_table, save_path, "V table (row, col)", stop)
+    # Watching, unless stopped: the greedy look-ahead on the learned V (the first best action on ties).
+    if not stop.requested:
+        show_greedy_path(env, lambda state: int(np.argmax(agent.possible_next_state(state))), args.record)
+    finish(stop)                                # exit 130 after a stop signal, also one during a save
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ sleeps. `Env(render=True)` also opens a Tk window that shows the agent moving an
 
 At the end: `make_env` (the world with its window where one can open, else headless after a one-line note);
 `grid_picture` / `grid_animation`, the world drawn with Pillow, no window needed, for the GIF of --record;
-`greedy_path` / `show_greedy_path`, the walk of a learned greedy policy from the start, printed after training.
+`greedy_path` / `show_greedy_path`, the walk of a learned greedy policy from the start, printed after training;
+`save_table`, the end of every run: the learned table saved, whatever ended the run.
 
 This file is the same in 3-monte-carlo, 4-sarsa and 5-q-learning except for TITLE (a test checks it),
 so that each folder stays standalone without the copies drifting apart.
@@ -21,7 +22,9 @@ try:
 except ImportError:          # a Python built without Tk: the world still runs headless
     tk = None
 
-from plumbing import write_gif      # this folder's plumbing.py (the agent script put the folder on sys.path)
+import numpy as np
+
+from plumbing import atomic_write, try_save, write_gif    # this folder's plumbing.py (on sys.path: the agent script)
 
 TITLE = "Q Learning"
 
@@ -256,5 +259,20 @@ def show_greedy_path(env, best_action, record=None):
     path, ending = greedy_path(env, best_action)
     print("greedy path from the start (row, col): "
           + " -> ".join(f"({y}, {x})" for x, y in path) + f": {ending}")
-    if record is not None:
-        write_gif(record, grid_animation(path, GOAL, [TRIANGLES] * len(path)), seconds_per_frame=0.1)
+    if record is not None:      # the last thing written: where it fails (a folder in the way), one line and exit 1
+        frames = grid_animation(path, GOAL, [TRIANGLES] * len(path))
+        try_save(record.name, record.parent, lambda: write_gif(record, frames, seconds_per_frame=0.1), final=True)
+
+
+# ---- the end of training, whatever ended it: the table saved ----
+
+def save_table(table, path, what, stop):
+    """Save the learned table as .npy at `path` (atomically: never half-written), then say so, `what` naming its
+    axes, after a line about the stop signal if one came. A save that fails (a full or read-only disk, a folder
+    where the file goes) ends the run in one line naming the folder, exit 1. The table is saved before anything is
+    printed: after a closed terminal (SIGHUP) printing fails, and the table must not be lost with it."""
+    stopped = stop.requested
+    try_save(path.name, path.parent, lambda: atomic_write(path, lambda tmp: np.save(tmp, table)), final=True)
+    if stopped:
+        print("interrupted: saving what has been learned so far")
+    print(f"{what} saved to {path}")
