@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average, load_module as load  # noqa: E402  (chapter file by path; no pytest needed)
 
-NEVER_STOP = types.SimpleNamespace(requested=False)      # stands in for the script's StopFlag
+# Stands in for the script's StopFlag: never stops (check_finite passes the loss through, as StopFlag's does).
+NEVER_STOP = types.SimpleNamespace(requested=False, diverged=None, check_finite=lambda value, what="the loss": value)
 
 
 class CountingEnv:

@@ -1,6 +1,10 @@
 """Tests of the moving-obstacle grid world chapters: 6-deep-sarsa and 7-reinforce."""
+import errno
+import os
 import re
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -245,15 +249,18 @@ def test_smoke_train_save_and_reload(script, tmp_path, capsys):
     assert weights.is_file() and (tmp_path / "save_graph" / f"{name}.png").is_file()
     assert list((tmp_path / "summary" / name).glob("events.out.tfevents.*"))
     assert not list(tmp_path.rglob(".tmp-*"))
-    # --load (in this process, to spare a TensorFlow start-up): training goes on from the saved weights,
-    # Deep SARSA then starting at epsilon 0.05; and --play --load plays them.
+    # --load (in this process, to spare a TensorFlow start-up): training goes on from the saved weights and the
+    # run they store: episode 4, Deep SARSA's epsilon where it stopped (the shipped weights, which store no run,
+    # start at the book's 0.05: test_the_shipped_weights_store_no_run); and --play --load plays them.
+    stopped_at = re.findall(r"epsilon: ([\d.]+)", result.stdout)[-1:]
     module = load_module(script)
     module.main(["--load", str(weights), "--episodes", "1", "--max-steps", "60", "--save-dir", str(tmp_path),
                  "--no-render"])
     out = capsys.readouterr().out
-    assert len(printed_scores(out)) == 1
+    assert len(printed_scores(out)) == 1 and re.search(r"^episode: 4 \|", out, re.MULTILINE)
     if script == DEEP_SARSA:
-        assert 0.049 < float(re.search(r"epsilon: ([\d.]+)", out).group(1)) <= 0.05
+        epsilon = float(re.search(r"epsilon: ([\d.]+)", out).group(1))
+        assert float(stopped_at[0]) - 0.01 < epsilon <= float(stopped_at[0])    # 60 steps more: 0.9999**60
     module.main(["--play", "--load", str(weights), "--episodes", "2", "--max-steps", "60", "--no-render"])
     assert re.search(r"^goal reached: [0-2] of 2$", capsys.readouterr().out, re.MULTILINE)
 
@@ -394,6 +401,348 @@ def test_a_signal_before_training_starts_exits_130_in_one_line(script, tmp_path,
     assert captured.err.strip().splitlines() == ["interrupted before training started: nothing saved"]
     assert "episode:" not in captured.out
     assert not (tmp_path / "run").exists()
+
+
+# ---- nothing a reader trained is lost (issue 20) ----
+# Quick runs: headless, seeded, short episodes. Saves are made to fail in this process, the way a full disk fails
+# them (OSError ENOSPC from the weights' writer), and signals are sent from inside the run, so that nothing depends
+# on timing.
+QUICK = ["--no-render", "--seed", "0", "--max-steps", "20"]
+
+
+def weights_in(folder, script):
+    return folder / "save_model" / f"{NAMES[script]}.weights.h5"
+
+
+def graph_in(folder, script):
+    return folder / "save_graph" / f"{NAMES[script]}.png"
+
+
+def stored(script, weights):
+    """What `weights` stores beside them: plumbing.run_facts, as the script's artefacts.py reads it."""
+    return load_module(script).stored_facts.__globals__["run_facts"](weights)
+
+
+def tensorboard_steps(folder, tag="score"):
+    """The steps of every `tag` scalar in the TensorBoard files of `folder`, in order."""
+    import tensorflow as tf
+    steps = []
+    for events in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            steps += [event.step for value in event.summary.value if value.tag == tag]
+    return sorted(steps)
+
+
+def saves_of_weights(monkeypatch, fail=lambda call: False, meanwhile=lambda: None):
+    """Wrap every save of a network's weights: call `meanwhile()` first, then fail as a full disk does where
+    fail(n) is true for the n-th save (1, 2, ...). Returns the list of the saves tried."""
+    import keras
+    real, calls = keras.Sequential.save_weights, []
+
+    def save_weights(model, path, *args, **kwargs):
+        calls.append(path)
+        meanwhile()
+        if fail(len(calls)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Sequential, "save_weights", save_weights)
+    return calls
+
+
+def one_line_error(exit_info):
+    """sys.exit(text): exit status 1 and one line, which the script prints."""
+    message = exit_info.value.code
+    assert isinstance(message, str) and "\n" not in message, message
+    return message
+
+
+# Row 1: a save that fails never crashes a run. A periodic one is one line and training goes on (the previous
+# checkpoint kept); the final one exits 1 in one line naming the folder; the weights are saved before the graph.
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_a_failed_periodic_save_is_one_line_and_training_goes_on(script, tmp_path, monkeypatch, capsys):
+    module = load_module(script)
+    monkeypatch.setattr(module, "SAVE_EVERY", 1)
+    calls = saves_of_weights(monkeypatch, fail=lambda call: call == 2)        # the save after episode 2
+    module.main([*QUICK, "--episodes", "3", "--save-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    folder = tmp_path / "save_model"
+    assert out.count("could not save") == 1
+    assert (f"could not save the weights in {folder} (No space left on device): the last checkpoint there is "
+            "kept; trying again at the next save") in out.splitlines()
+    assert len(calls) == 4 and len(printed_scores(out)) == 3                  # 3 periodic saves and the final one
+    assert out.splitlines()[-3] == f"weights saved to {weights_in(tmp_path, script)}"
+    assert stored(script, weights_in(tmp_path, script))["episodes"] == 3
+
+
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_a_failed_final_save_exits_1_in_one_line_keeping_the_last_checkpoint(script, tmp_path, monkeypatch,
+                                                                             capsys):
+    module = load_module(script)
+    monkeypatch.setattr(module, "SAVE_EVERY", 1)
+    saves_of_weights(monkeypatch, fail=lambda call: call >= 2)               # the disk is full after episode 1
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*QUICK, "--episodes", "3", "--save-dir", str(tmp_path)])
+    assert one_line_error(exit_info) == (f"error: could not save the weights in {tmp_path / 'save_model'} (No "
+                                         "space left on device); the last checkpoint saved there is kept")
+    out = capsys.readouterr().out
+    assert out.count("could not save the weights in") == 2 and "weights saved to" not in out
+    first = printed_scores(out)[:1]
+    facts = stored(script, weights_in(tmp_path, script))                     # the checkpoint of episode 1
+    assert facts["episodes"] == 1 and facts["curve"] == [[pytest.approx(first[0], abs=0.05)]]
+    assert graph_in(tmp_path, script).read_bytes()[:4] == b"\x89PNG"          # its graph, saved after it
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+# Row 2: SIGHUP (a closed terminal) stops a run like Ctrl-C; a signal during start-up (before TensorFlow loads) is
+# kept; a signal during the final save of a run that ended by itself exits 130 after that save.
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_a_closed_terminal_saves_once_and_exits_130(script, tmp_path):
+    result = interrupt_script(script, "--no-render", "--seed", 0, "--episodes", 100000, "--save-dir", tmp_path,
+                              signum=signal.SIGHUP, timeout=120)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stdout.count("interrupted: weights saved to") == 1
+    facts = stored(script, weights_in(tmp_path, script))
+    assert facts["episodes"] == len(printed_scores(result.stdout)) >= 1       # the record of every episode played
+
+
+# Runs a script as __main__ and sends it SIGHUP right after its catch_signals_at_start() call, noting whether
+# Keras or TensorFlow had been imported by then: a signal that lands, for sure, while the script starts up.
+START_UP_LAUNCHER = r'''
+import os, runpy, signal, sys
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(script))
+import plumbing
+real_catch = plumbing.catch_signals_at_start
+
+def catch_and_get_a_signal(module_name):
+    real_catch(module_name)
+    heavy = sorted(name for name in ("keras", "tensorflow") if name in sys.modules)
+    print(f"test: imported before catching signals: {heavy}", flush=True)
+    os.kill(os.getpid(), signal.SIGHUP)
+
+plumbing.catch_signals_at_start = catch_and_get_a_signal
+runpy.run_path(script, run_name="__main__")
+'''
+
+
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+@pytest.mark.parametrize("mode", ["train", "play"])
+def test_a_signal_during_start_up_exits_130_in_one_line(script, mode, tmp_path):
+    args = ["--play"] if mode == "play" else ["--save-dir", tmp_path / "run"]
+    env = {key: value for key, value in os.environ.items() if key != "DISPLAY"}
+    env.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"})
+    result = subprocess.run([sys.executable, "-c", START_UP_LAUNCHER, str(ROOT / script), "--no-render",
+                             *map(str, args)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130, result.stderr[-2000:]                    # not killed by SIGHUP
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "test: imported before catching signals: []"
+    assert "episode:" not in result.stdout
+    if mode == "play":
+        assert lines[1:] == ["interrupted"]                                   # no game played, no mean
+    else:
+        assert result.stderr.strip().splitlines()[-1] == "interrupted before training started: nothing saved"
+        assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_a_signal_during_the_final_save_exits_130_after_it(script, tmp_path, monkeypatch, capsys):
+    module = load_module(script)
+    saves_of_weights(monkeypatch, meanwhile=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*QUICK, "--episodes", "2", "--save-dir", str(tmp_path)])    # no periodic save: 2 < 100
+    assert exit_info.value.code == 130
+    out = capsys.readouterr().out
+    assert len(printed_scores(out)) == 2
+    assert out.splitlines()[-1] == (f"interrupted: weights saved to {weights_in(tmp_path, script)}, "
+                                    f"graph to {graph_in(tmp_path, script)}")
+    assert stored(script, weights_in(tmp_path, script))["episodes"] == 2        # the save went through
+
+
+# Row 3: a fresh run keeps an earlier run's weights and graph, and says so in its first line.
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_a_fresh_run_keeps_the_previous_runs_files(script, tmp_path, capsys):
+    module = load_module(script)
+    module.main([*QUICK, "--episodes", "1", "--save-dir", str(tmp_path)])
+    capsys.readouterr()
+    earlier = weights_in(tmp_path, script).read_bytes(), graph_in(tmp_path, script).read_bytes()
+    module.main([*QUICK, "--episodes", "1", "--save-dir", str(tmp_path)])
+    kept = [tmp_path / "save_model" / f"{NAMES[script]}.previous.weights.h5",
+            tmp_path / "save_graph" / f"{NAMES[script]}.previous.png",
+            tmp_path / "summary" / f"{NAMES[script]}.previous"]          # TensorBoard: a run of its own
+    assert capsys.readouterr().out.splitlines()[0] == f"an earlier run's files are kept as {', '.join(map(str, kept))}"
+    assert (kept[0].read_bytes(), kept[1].read_bytes()) == earlier
+    assert any(kept[2].glob("events.out.tfevents.*"))
+    assert weights_in(tmp_path, script).is_file() and graph_in(tmp_path, script).is_file()
+
+
+# Row 4: --load goes on with the episode numbers, the curve, Deep SARSA's epsilon and the TensorBoard steps,
+# in the same --save-dir (in place: nothing is kept aside) or in another one.
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_a_resumed_run_goes_on_where_it_stopped(script, tmp_path, capsys):
+    module = load_module(script)
+    first, other = tmp_path / "first", tmp_path / "other"
+    module.main([*QUICK, "--episodes", "2", "--save-dir", str(first)])
+    out = capsys.readouterr().out
+    weights = weights_in(first, script)
+    facts = stored(script, weights)
+    assert facts["episodes"] == 2
+    assert facts["curve"] == [[pytest.approx(score, abs=0.05)] for score in printed_scores(out)]
+    if script == DEEP_SARSA:
+        assert facts["epsilon"] == pytest.approx(float(re.findall(r"epsilon: ([\d.]+)", out)[-1]), abs=5e-4)
+
+    module.main([*QUICK, "--episodes", "2", "--save-dir", str(first), "--load", str(weights)])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"going on from {weights}: 2 episodes done, episode 3 is next"
+    assert re.findall(r"^episode: (\d+) \|", out, re.MULTILINE) == ["3", "4"]
+    assert not list(first.rglob("*.previous.*"))
+    resumed = stored(script, weights)
+    assert resumed["episodes"] == 4 and resumed["curve"][:2] == facts["curve"]
+    if script == DEEP_SARSA:                         # epsilon goes on decaying from where it stopped
+        epsilon = float(re.search(r"epsilon: ([\d.]+)", out)[1])
+        assert facts["epsilon"] * 0.9999 ** 20 - 5e-4 <= epsilon <= facts["epsilon"] + 5e-4
+
+    module.main([*QUICK, "--episodes", "1", "--save-dir", str(other), "--load", str(weights)])
+    assert re.findall(r"^episode: (\d+) \|", capsys.readouterr().out, re.MULTILINE) == ["5"]
+    moved_on = stored(script, weights_in(other, script))
+    assert moved_on["episodes"] == 5 and moved_on["curve"][:4] == resumed["curve"]
+    assert tensorboard_steps(first / "summary" / NAMES[script]) == [1, 2, 3, 4]
+    assert tensorboard_steps(other / "summary" / NAMES[script]) == [5]
+
+
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_the_shipped_weights_store_no_run_and_start_at_episode_1(script, tmp_path, capsys):
+    assert stored(script, SHIPPED[script]) == {}
+    load_module(script).main([*QUICK, "--episodes", "1", "--save-dir", str(tmp_path), "--load",
+                              str(SHIPPED[script])])
+    out = capsys.readouterr().out
+    assert out.startswith("episode: 1 |")                                     # no "going on from" line
+    if script == DEEP_SARSA:
+        assert 0.049 < float(re.search(r"epsilon: ([\d.]+)", out)[1]) <= 0.05  # the book's value for loaded weights
+    assert stored(script, weights_in(tmp_path, script))["episodes"] == 1
+
+
+# Row 5: numbers that are not finite. A diverging run (--learning-rate 1e30) stops in one line, exit 1, and saves
+# nothing: the last finite checkpoint stays. Weights or stored facts that are not finite are refused at --load.
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_a_diverging_run_exits_1_in_one_line_and_saves_no_nan(script, tmp_path):
+    result = run_script(script, *QUICK, "--episodes", 5, "--learning-rate", "1e30", "--save-dir", tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert re.fullmatch(r"error: training diverged \((the loss|a weight) is not a finite number\): stopped; the "
+                        r"last finite checkpoint is kept \(try a smaller learning rate\)",
+                        result.stderr.strip().splitlines()[-1])
+    assert "weights saved" not in result.stdout
+    assert not weights_in(tmp_path, script).exists() and not graph_in(tmp_path, script).exists()
+
+
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_a_resumed_run_that_diverges_keeps_the_checkpoint_it_went_on_from(script, tmp_path, capsys):
+    module = load_module(script)
+    module.main([*QUICK, "--episodes", "1", "--save-dir", str(tmp_path)])
+    weights = weights_in(tmp_path, script)
+    checkpoint = weights.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*QUICK, "--episodes", "5", "--save-dir", str(tmp_path), "--load", str(weights),
+                     "--learning-rate", "1e30"])
+    assert one_line_error(exit_info).startswith("error: training diverged (")
+    assert weights.read_bytes() == checkpoint
+    capsys.readouterr()
+    module.main(["--play", "--load", str(weights), "--episodes", "1", "--max-steps", "20", "--no-render"])
+    assert "mean score:" in capsys.readouterr().out
+
+
+def test_weights_that_are_not_finite_are_never_saved(tmp_path, capsys):
+    module = load_module(DEEP_SARSA)
+    agent = module.DeepSARSAgent(15, 5)
+    stop = module.StopFlag()
+    run = module.TrainingArtefacts(agent, module.parse_args(["--save-dir", str(tmp_path)]), "deep_sarsa", "test",
+                                   {}, stop)
+    run.save([1.0])
+    checkpoint = weights_in(tmp_path, DEEP_SARSA).read_bytes()
+    agent.model.set_weights([weight * np.nan for weight in agent.model.get_weights()])
+    run.save([1.0, 2.0], final=True)
+    assert weights_in(tmp_path, DEEP_SARSA).read_bytes() == checkpoint
+    assert stop.requested and stop.diverged == "a weight"
+    with pytest.raises(SystemExit) as exit_info:
+        run.report()
+    assert one_line_error(exit_info) == ("error: training diverged (a weight is not a finite number): stopped; the "
+                                         "last finite checkpoint is kept (try a smaller learning rate)")
+    assert "saved" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_nan_weights_are_refused_at_load_and_play(script, tmp_path):
+    module = load_module(script)
+    model = module.build_model(15, 5)
+    weights = model.get_weights()
+    weights[0][0, 0] = np.nan                                                # as after a run that diverged
+    model.set_weights(weights)
+    path = tmp_path / "diverged.weights.h5"
+    model.save_weights(path)
+    for mode in (["--play"], ["--episodes", "1", "--save-dir", str(tmp_path / "run")]):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main([*mode, "--no-render", "--load", str(path)])
+        assert one_line_error(exit_info).startswith(f"error: cannot load weights from {path} (they hold numbers "
+                                                    "that are not finite")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+@pytest.mark.parametrize("facts, why", [
+    ({"curve": [1.0], "episodes": 1, "epsilon": float("nan")}, "epsilon = nan is out of range"),
+    ({"curve": [1.0], "episodes": "one"}, "episodes = 'one' is out of range"),
+    ({"curve": [1.0, float("inf")], "episodes": 2}, "its curve holds numbers that are not finite"),
+    ({"curve": [1.0, 2.0], "episodes": 5}, "its curve is not one score per episode"),
+], ids=["nan-epsilon", "text-episodes", "inf-score", "short-curve"])
+def test_stored_facts_of_the_wrong_type_or_range_are_refused(script, facts, why, tmp_path):
+    module = load_module(script)
+    path = tmp_path / "odd.weights.h5"
+    module.stored_facts.__globals__["save_run_weights"](module.build_model(15, 5), path, **facts)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--episodes", "1", "--no-render", "--save-dir", str(tmp_path / "run"), "--load", str(path)])
+    assert one_line_error(exit_info) == (f"error: cannot read what {path} stores beside its weights ({why}); "
+                                         "train anew without --load")
+    assert not (tmp_path / "run").exists()
+
+
+# Row 6: every value checked before anything is made: --load that is not a regular file (a FIFO: reading it would
+# wait for ever), --save-dir "" or a symbolic-link loop, a `summary` that is a file.
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_load_of_a_fifo_is_one_line_not_a_hang(script, tmp_path):
+    fifo = tmp_path / "fifo.weights.h5"
+    os.mkfifo(fifo)
+    for mode in (["--play"], ["--episodes", "1", "--save-dir", str(tmp_path / "run")]):
+        with pytest.raises(SystemExit) as exit_info:
+            load_module(script).main([*mode, "--no-render", "--load", str(fifo)])
+        assert one_line_error(exit_info).startswith(f"error: cannot load weights from {fifo} (not a regular file); ")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_an_empty_or_looping_save_dir_is_a_command_line_error(script, tmp_path, capsys):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for save_dir, why in [("", "must name a folder, got an empty string"),
+                          (tmp_path / "a", "loop"), (tmp_path / "a" / "run", "loop")]:      # Python words it
+        with pytest.raises(SystemExit) as exit_info:
+            load_module(script).parse_args(["--save-dir", str(save_dir)])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "error: argument --save-dir: " in error and why in error.lower()
+
+
+@pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
+def test_a_summary_that_is_a_file_is_one_line_before_anything_is_made(script, tmp_path, capsys):
+    (tmp_path / "summary").write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        load_module(script).main([*QUICK, "--episodes", "1", "--save-dir", str(tmp_path)])
+    assert one_line_error(exit_info) == f"error: cannot write to {tmp_path / 'summary' / NAMES[script]}: Not a directory"
+    assert "episode:" not in capsys.readouterr().out
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["summary"]
 
 
 # ---- learning: a fresh agent, trained by the script, then played greedily ----

@@ -73,25 +73,32 @@ def try_save(what, folder, write, final):
         return False
 
 
-def previous_name(path):
+def previous_name(path, tag="previous"):
     """save_model/x.weights.h5 -> save_model/x.previous.weights.h5 (the same folder, the same endings)."""
     path = Path(path)
     stem, dot, endings = path.name.partition(".")
-    return path.with_name(f"{stem}.previous{dot}{endings}")
+    return path.with_name(f"{stem}.{tag}{dot}{endings}")
 
 
 def keep_previous(paths, resumed_from=None):
-    """A fresh run never overwrites an earlier run's checkpoint without a word: each of `paths` that exists is
-    renamed to its previous_name (replacing an older previous copy), and one line says so. A run resumed (--load)
-    from one of these very files goes on in place instead."""
+    """A fresh run never overwrites an earlier run's files without a word: each of `paths` (files, or folders such
+    as TensorBoard's) that exists is renamed to its previous_name, replacing an older previous copy, and one line
+    says so. A run resumed (--load) from one of these very files goes on in place instead. A run resumed from a
+    previous copy keeps the newer files as previous-2 (so the file it loaded is not replaced)."""
+    import shutil
     paths = [Path(path) for path in paths]
-    if resumed_from is not None and Path(resumed_from).resolve() in {path.resolve() for path in paths}:
+    resumed = Path(resumed_from).resolve() if resumed_from is not None else None
+    if resumed is not None and resumed in {path.resolve() for path in paths}:
         return []
+    tag = "previous-2" if resumed in {previous_name(path).resolve() for path in paths} else "previous"
     kept = []
     for path in paths:
-        if path.is_file():
-            os.replace(path, previous_name(path))
-            kept.append(previous_name(path))
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):       # an empty folder holds no run
+            target = previous_name(path, tag)
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(path, target)
+            kept.append(target)
     if kept:
         print(f"an earlier run's files are kept as {', '.join(str(path) for path in kept)}", flush=True)
     return kept
@@ -312,15 +319,25 @@ class StopFlag:
         return value
 
 
-NEVER = type("Never", (), {"requested": False, "diverged": None})()   # a stop flag that never stops (tests, benchmarks)
+class _Never:
+    """A stop flag that never stops (tests, benchmarks)."""
+    requested, diverged = False, None
+
+    def check_finite(self, value, what="the loss"):
+        return value
 
 
-def finish(stop):
-    """The last line of a run that saved: exit 1 after a divergence (said in one line; nothing non-finite was
-    saved), 130 after a stop signal (also one that came during the final save), else return."""
+NEVER = _Never()
+
+
+def finish(stop, where=None):
+    """The last line of a run that saved: exit 1 after a divergence (said in one line, naming `where` the last
+    finite checkpoint is when given; nothing non-finite was saved), 130 after a stop signal (also one that came
+    during the final save), else return."""
     if getattr(stop, "diverged", None) is not None:
+        kept = f" ({where})" if where is not None else ""
         sys.exit(f"error: training diverged ({stop.diverged} is not a finite number): stopped; the last finite "
-                 "checkpoint is kept (try a smaller learning rate)")
+                 f"checkpoint is kept{kept} (try a smaller learning rate)")
     if stop.requested:
         sys.exit(130)
 

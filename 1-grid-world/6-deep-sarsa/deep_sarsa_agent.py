@@ -18,8 +18,8 @@ Decisions (differences from the book's 2017 code; this folder's README.md lists 
     action to move with, so its update was not SARSA).
   - environment.py: the obstacles' clock starts again with every episode, and episodes stop after
     --max-steps steps; that time limit is not terminal, so the last update still bootstraps from Q(s', a').
-  - The score graph is saved with the weights (every 100 episodes, at the end, on Ctrl-C), not after every
-    episode (one PNG costs more than an episode). Ctrl-C or `kill` stops between two steps, saves once, exits 130.
+  - The graph is saved with the weights, every 100 episodes, at the end and on a stop (Ctrl-C, kill, a closed
+    terminal: exit 130), not every episode; --load of a file saved here goes on with its episodes, epsilon, curve.
 
     python deep_sarsa_agent.py                         # train 1000 episodes (window if there is a display)
     python deep_sarsa_agent.py --no-render --seed 1    # headless, reproducible
@@ -35,18 +35,19 @@ from pathlib import Path
 
 import numpy as np
 
+HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
+sys.path.insert(0, str(HERE))               # this folder's environment.py, artefacts.py and plumbing.py
+from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, catch_signals_at_start,  # noqa: E402
+                      frames_for, load_weights, log_scalars, non_negative, parse_arguments, positive_float,
+                      positive_int, probability, report_scores, save_folder, seed_everything, stopped_before_training)
+catch_signals_at_start(__name__)            # a stop signal while TensorFlow loads (seconds) is kept, not lost
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")      # Keras 3 on TensorFlow; set before importing keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")        # no TensorFlow start-up chatter
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
-sys.path.insert(0, str(HERE))               # this folder's environment.py, artefacts.py and plumbing.py
 from environment import ACTIONS, MAX_STEPS, RENDER_DELAY, STATE_SIZE, make_env, remember, write_walk  # noqa: E402
-from artefacts import TrainingArtefacts  # noqa: E402
-from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, ensure_writable, load_weights,  # noqa: E402
-                      log_scalars, non_negative, parse_arguments, positive_float, positive_int, probability,
-                      report_scores, seed_everything, stopped_before_training)
+from artefacts import TrainingArtefacts, stored_facts  # noqa: E402
 
 NAME = "deep_sarsa"
 DESCRIPTION = "Deep SARSA on the moving-obstacle grid world"     # --help and the score graph's title
@@ -143,9 +144,9 @@ class DeepSARSAgent:
 
 
 # ---- training: the book's loop ----
-# Fills `scores` in place (an interrupted run still saves them); returns early, between two steps, on Ctrl-C or kill.
+# Fills `scores` (after those of a run resumed with --load) in place; returns early on a stop or a loss gone NaN.
 def train(env, agent, episodes, scores, writer, save, stop):
-    for episode in range(1, episodes + 1):
+    for episode in range(len(scores) + 1, len(scores) + episodes + 1):
         state = env.reset()
         action = agent.get_action(state)
         score, losses, done = 0.0, [], False
@@ -154,7 +155,7 @@ def train(env, agent, episodes, scores, writer, save, stop):
                 return
             next_state, reward, done = env.step(action)
             next_action = agent.get_action(next_state)       # a': chosen now, and taken next
-            losses.append(agent.train_model(state, action, reward, next_state, next_action, done))
+            losses.append(stop.check_finite(agent.train_model(state, action, reward, next_state, next_action, done)))
             state, action = next_state, next_action
             score += reward
         scores.append(score)
@@ -200,16 +201,16 @@ def parse_args(argv=None):
                         help="show the grid window (None: when a display is available)")
     parser.add_argument("--render-delay", type=non_negative, default=RENDER_DELAY, metavar="SECONDS",
                         help="seconds per step while rendering")
-    parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
+    parser.add_argument("--save-dir", type=save_folder, default=HERE, metavar="DIR",
                         help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
-    add_watching_arguments(parser, TRAINED, "start from these weights (training; Adam starts afresh), or the "
-                           "weights to play with --play (None: train from scratch)")
+    add_watching_arguments(parser, TRAINED, "go on from these weights and the run they store (training; Adam "
+                           "starts afresh), or the weights to play with --play (None: train from scratch)")
     parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS, metavar="N",
                         help="episode cap in steps, a time limit, not a terminal state")
     parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
     parser.add_argument("--learning-rate", type=positive_float, default=LEARNING_RATE, help="Adam step size")
     parser.add_argument("--epsilon", type=probability, default=None,
-                        help=f"starting epsilon (None: {EPSILON}, or {EPSILON_LOADED} with --load)")
+                        help=f"starting epsilon (None: {EPSILON}; with --load the one saved, else {EPSILON_LOADED})")
     parser.add_argument("--epsilon-decay", type=probability, default=EPSILON_DECAY,
                         help="epsilon is multiplied by this after every training step")
     parser.add_argument("--epsilon-min", type=probability, default=EPSILON_MIN, help="epsilon floor")
@@ -218,25 +219,25 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    stop = StopFlag()                           # from here on, Ctrl-C and kill only raise this flag
+    stop = StopFlag()                           # from here on, Ctrl-C, kill and a closed terminal only raise this flag
     seed_everything(args.seed)                  # Python's random, numpy and Keras (TensorFlow)
 
-    if args.epsilon is None:
-        args.epsilon = EPSILON_LOADED if args.load else EPSILON
-    agent = DeepSARSAgent(STATE_SIZE, len(ACTIONS), epsilon=args.epsilon,
-                          discount_factor=args.discount_factor, learning_rate=args.learning_rate,
-                          epsilon_decay=args.epsilon_decay, epsilon_min=args.epsilon_min)
+    agent = DeepSARSAgent(STATE_SIZE, len(ACTIONS), discount_factor=args.discount_factor,
+                          learning_rate=args.learning_rate, epsilon_decay=args.epsilon_decay,
+                          epsilon_min=args.epsilon_min)             # epsilon: below, once --load is read
     if args.play:
         load_weights(agent.model, args.load or TRAINED, f"train with `python {Path(__file__).name}` first")
     elif args.load:
         load_weights(agent.model, args.load, "pass a file saved by this script")
     agent.refresh_weights()
+    facts = stored_facts(args)                  # artefacts.py: where the run saved in --load stopped ({}: none)
+    if args.epsilon is None:                    # that run's epsilon, else the book's values
+        args.epsilon = facts.get("epsilon", EPSILON_LOADED if args.load else EPSILON)
+    agent.epsilon = args.epsilon
     env = make_env(args.render is not False, args.render_delay, args.max_steps)
 
     if args.play:
-        if args.record is not None:
-            ensure_writable(args.record.parent.resolve())
-        walk = None if args.record is None else []
+        walk = frames_for(args.record)          # --record: a list for the cells visited, else None
         scores, reached = play(env, agent, args.episodes or PLAY_EPISODES, stop, walk)
         env.close()
         write_walk(args.record, walk)           # --record: the GIF of what was played (environment.py)
@@ -246,12 +247,11 @@ def main(argv=None):
     if stop.requested:
         env.close()
         stopped_before_training()
-    run = TrainingArtefacts(agent.model, args.save_dir, NAME, DESCRIPTION, vars(args))    # artefacts.py
-    scores = []
-    train(env, agent, args.episodes or EPISODES, scores, run.writer, run.save, stop)
+    run = TrainingArtefacts(agent, args, NAME, DESCRIPTION, facts, stop)    # artefacts.py
+    train(env, agent, args.episodes or EPISODES, run.scores, run.writer, run.save, stop)
     env.close()
-    run.save(scores)                            # once more at the end, or once after Ctrl-C / kill
-    run.report(stop.requested)
+    run.save(run.scores, final=True)            # once more at the end, or once after a stop signal
+    run.report()
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ Decisions (differences from the book's 2017 code; this folder's README.md lists 
   - Returns are normalised with (G - mean) / (std + 1e-8): the original divided by the bare std.
   - environment.py: the obstacles' clock starts again with every episode, and episodes stop after
     --max-steps steps (a time limit: the truncated episode is learned from like any other).
-  - The score graph is saved with the weights (every 100 episodes, at the end, on Ctrl-C), not after every
-    episode (one PNG costs more than an episode). Ctrl-C or `kill` stops between two steps, saves once, exits 130.
+  - The score graph is saved with the weights (every 100 episodes, at the end, on a stop signal), not after every
+    episode (one PNG costs more than an episode). Ctrl-C, `kill` or a closed terminal stops between two steps,
+    saves once, exits 130. --load of a file saved here goes on with its episode numbers and score curve.
 
     python reinforce_agent.py                         # train 2500 episodes (window if there is a display)
     python reinforce_agent.py --no-render --seed 1    # headless, reproducible
@@ -36,18 +37,19 @@ from pathlib import Path
 
 import numpy as np
 
+HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
+sys.path.insert(0, str(HERE))               # this folder's environment.py, artefacts.py and plumbing.py
+from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, catch_signals_at_start,  # noqa: E402
+                      finite, frames_for, load_weights, log_scalars, non_negative, parse_arguments, positive_float,
+                      positive_int, probability, report_scores, save_folder, seed_everything, stopped_before_training)
+catch_signals_at_start(__name__)            # a stop signal while TensorFlow loads (seconds) is kept, not lost
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")      # Keras 3 on TensorFlow; set before importing keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")        # no TensorFlow start-up chatter
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-HERE = Path(__file__).resolve().parent      # every path resolves against this folder, not the cwd
-sys.path.insert(0, str(HERE))               # this folder's environment.py, artefacts.py and plumbing.py
 from environment import ACTIONS, MAX_STEPS, RENDER_DELAY, STATE_SIZE, make_env, remember, write_walk  # noqa: E402
-from artefacts import TrainingArtefacts  # noqa: E402
-from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, ensure_writable, load_weights,  # noqa: E402
-                      log_scalars, non_negative, parse_arguments, positive_float, positive_int, probability,
-                      report_scores, seed_everything, stopped_before_training)
+from artefacts import TrainingArtefacts, stored_facts  # noqa: E402
 
 NAME = "reinforce"
 DESCRIPTION = "REINFORCE on the moving-obstacle grid world"      # --help and the score graph's title
@@ -98,7 +100,8 @@ class ReinforceAgent:
         return int(np.random.choice(self.action_size, p=self.policy(state)))
 
     # pi(.|state) computed with numpy on a copy of the current weights: a few microseconds, where a
-    # compiled Keras call costs about 350 and model.predict about 45000. Same numbers as self.model(state).
+    # compiled Keras call costs about 350 and model.predict about 45000. Same numbers as self.model(state),
+    # in float64: the huge weights of a diverging run (--learning-rate 1e30) give no NaN before the loss shows it.
     def policy(self, state):
         w1, b1, w2, b2, w3, b3 = self.weights
         hidden = np.maximum(state @ w1 + b1, 0.0)
@@ -109,7 +112,7 @@ class ReinforceAgent:
 
     # The numpy copy of the network's weights that policy uses (after building, loading or training).
     def refresh_weights(self):
-        self.weights = [np.array(weight) for weight in self.model.get_weights()]
+        self.weights = [np.array(weight, dtype=np.float64) for weight in self.model.get_weights()]
 
     # The return of every step, computed backwards from the end: G_t = r_t + gamma * G_{t+1}.
     def discount_rewards(self, rewards):
@@ -150,9 +153,9 @@ class ReinforceAgent:
 
 
 # ---- training: the book's loop ----
-# Fills `scores` in place (an interrupted run still saves them); returns early, between two steps, on Ctrl-C or kill.
+# Fills `scores` (after those of a run resumed with --load) in place; returns early on a stop or a loss gone NaN.
 def train(env, agent, episodes, scores, writer, save, stop):
-    for episode in range(1, episodes + 1):
+    for episode in range(len(scores) + 1, len(scores) + episodes + 1):
         state = env.reset()
         score, done = 0.0, False
         while not (done or env.truncated):
@@ -163,7 +166,9 @@ def train(env, agent, episodes, scores, writer, save, stop):
             agent.append_sample(state, action, reward)
             state = next_state
             score += reward
-        loss = agent.train_model()
+        loss = stop.check_finite(agent.train_model())       # NaN or inf: the run stops, keeping its last checkpoint
+        if not finite(agent.weights):                       # (a step too large for float32 gives inf weights)
+            stop.check_finite(float("inf"), "a weight")
         scores.append(score)
         print(f"episode: {episode} | score: {score:.1f} | steps: {env.counter}{'' if done else ' | truncated'}")
         log_scalars(writer, episode, score=score, steps=env.counter, loss=loss)
@@ -205,10 +210,10 @@ def parse_args(argv=None):
                         help="show the grid window (None: when a display is available)")
     parser.add_argument("--render-delay", type=non_negative, default=RENDER_DELAY, metavar="SECONDS",
                         help="seconds per step while rendering")
-    parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
+    parser.add_argument("--save-dir", type=save_folder, default=HERE, metavar="DIR",
                         help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
-    add_watching_arguments(parser, TRAINED, "start from these weights (training; Adam starts afresh), or the "
-                           "weights to play with --play (None: train from scratch)")
+    add_watching_arguments(parser, TRAINED, "go on from these weights and the run they store (training; Adam "
+                           "starts afresh), or the weights to play with --play (None: train from scratch)")
     parser.add_argument("--max-steps", type=positive_int, default=MAX_STEPS, metavar="N",
                         help="episode cap in steps, a time limit, not a terminal state")
     parser.add_argument("--discount-factor", type=probability, default=DISCOUNT_FACTOR, help="gamma")
@@ -218,7 +223,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    stop = StopFlag()                           # from here on, Ctrl-C and kill only raise this flag
+    stop = StopFlag()                           # from here on, Ctrl-C, kill and a closed terminal only raise this flag
     seed_everything(args.seed)                  # Python's random, numpy and Keras (TensorFlow)
 
     agent = ReinforceAgent(STATE_SIZE, len(ACTIONS), discount_factor=args.discount_factor,
@@ -228,12 +233,11 @@ def main(argv=None):
     elif args.load:
         load_weights(agent.model, args.load, "pass a file saved by this script")
     agent.refresh_weights()
+    facts = stored_facts(args)                  # artefacts.py: where the run saved in --load stopped ({}: none)
     env = make_env(args.render is not False, args.render_delay, args.max_steps)
 
     if args.play:
-        if args.record is not None:
-            ensure_writable(args.record.parent.resolve())
-        walk = None if args.record is None else []
+        walk = frames_for(args.record)          # --record: a list for the cells visited, else None
         scores, reached = play(env, agent, args.episodes or PLAY_EPISODES, stop, walk)
         env.close()
         write_walk(args.record, walk)           # --record: the GIF of what was played (environment.py)
@@ -243,12 +247,11 @@ def main(argv=None):
     if stop.requested:
         env.close()
         stopped_before_training()
-    run = TrainingArtefacts(agent.model, args.save_dir, NAME, DESCRIPTION, vars(args))    # artefacts.py
-    scores = []
-    train(env, agent, args.episodes or EPISODES, scores, run.writer, run.save, stop)
+    run = TrainingArtefacts(agent, args, NAME, DESCRIPTION, facts, stop)    # artefacts.py
+    train(env, agent, args.episodes or EPISODES, run.scores, run.writer, run.save, stop)
     env.close()
-    run.save(scores)                            # once more at the end, or once after Ctrl-C / kill
-    run.report(stop.requested)
+    run.save(run.scores, final=True)            # once more at the end, or once after a stop signal
+    run.report()
 
 
 if __name__ == "__main__":
