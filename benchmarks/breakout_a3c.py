@@ -138,7 +138,8 @@ def learner_update(a3c, precision, games, t_max, repeats=200):
     acting_states = tf.constant(states.numpy()[:games])
 
     def update():
-        worker.apply_and_sync(worker.compute_gradients(states, actions, returns))
+        grads, _ = worker.compute_gradients(states, actions, returns)     # and their global norm
+        worker.apply_and_sync(grads)
 
     def act():
         worker.act(acting_states)[0].numpy()

@@ -1,6 +1,9 @@
 """Breakout A3C: the update rule against hand-computed numbers, thread-safe global updates, and smoke runs of
 breakout_a3c.py and play_a3c_model.py (training writes weights and summaries; the play script loads them)."""
+import errno
+import os
 import signal
+import sys
 import threading
 import time
 
@@ -305,8 +308,9 @@ def test_short_threaded_run_writes_weights_and_summaries_that_the_play_script_pl
     assert "over 1 episodes" in played.stdout.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("signum, second", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
-                         ids=["ctrl-c", "sigterm", "second-ctrl-c-during-the-save"])
+@pytest.mark.parametrize("signum, second", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True),
+                                            (signal.SIGHUP, False)],
+                         ids=["ctrl-c", "sigterm", "second-ctrl-c-during-the-save", "closed-terminal"])
 def test_a_stop_signal_stops_every_thread_and_saves_weights_that_load(signum, second, tmp_path):
     result = interrupt_script(TRAIN, "--threads", 3, "--save-dir", tmp_path, signum=signum,
                               second_signal_during_save=second, timeout=180)
@@ -371,6 +375,9 @@ def test_a_resumed_run_goes_on_with_the_curve_of_the_games_its_weights_have_seen
     total_steps = log.continue_curve({"preprocessing": "book", "episodes": 3, "total_steps": 320, "seconds": 4.0})
     assert log.scores == rows[:3] and log.episode == 3
     assert total_steps == 320 and log.seconds_before == 4.0
+    # The weights were saved, the curve after them was not (a save that failed): the curve lags, the count goes on.
+    assert log.continue_curve({"preprocessing": "book", "episodes": 7, "total_steps": 900, "seconds": 9.0}) == 900
+    assert log.scores == rows and log.episode == 7 and log.seconds_before == 9.0
     # Weights from before the facts were stored: the curve's last row says where the run stopped.
     assert log.continue_curve({"preprocessing": "book"}) == 500
     assert log.scores == rows and log.episode == 5 and log.seconds_before == 7.5
@@ -469,3 +476,294 @@ def test_a_colour_window_that_cannot_open_means_headless_with_a_note(tmp_path):
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert 'cannot open a window (couldn\'t connect to display ":987"): running headless' in result.stdout
     assert len(printed_scores(result.stdout)) == 1 and (tmp_path / "game.gif").stat().st_size > 0
+
+
+# ---- nothing a reader trained is ever lost (issue 20) ----
+def checkpoint_of(a3c):
+    """The a3c_checkpoint module that breakout_a3c.py itself uses (to monkeypatch what it calls)."""
+    return sys.modules[a3c.save_checkpoint.__module__]
+
+
+def play_games(agent, scores):
+    """Count games as the threads would (no emulator needed): one row of the curve each, 100 steps apart."""
+    for score in scores:
+        agent.total_steps += 100
+        agent.log.end_episode(0, score, 100, 0.5, agent.total_steps)
+
+
+def only_line(text):
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+class DivergingFlag:
+    """A stop flag as plumbing.StopFlag behaves, without its signal handlers (this is pytest's process)."""
+    requested, diverged = False, None
+
+    def check_finite(self, value, what="the loss"):
+        if not np.isfinite(value):
+            self.requested, self.diverged = True, what
+
+
+def test_a_full_disk_is_one_line_and_the_last_checkpoint_and_its_curve_stay(a3c, tmp_path, monkeypatch, capsys):
+    agent = a3c.A3CAgent(threads=1, save_dir=tmp_path, verbose=False)
+    agent.log.open()
+    play_games(agent, [1.0, 2.0])
+    assert agent.save_model() is True
+    weights, curve = agent.log.model_path, agent.log.log_path
+    saved_weights, saved_curve = weights.read_bytes(), curve.read_text()
+    assert len(saved_curve.splitlines()) == 1 + 2
+    play_games(agent, [3.0])
+    capsys.readouterr()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(checkpoint_of(a3c), "save_weights", full_disk)
+    assert agent.save_model() is False                      # a periodic save: one line, training goes on
+    line = only_line(capsys.readouterr().out)
+    assert line.startswith(f"could not save the weights in {weights.parent} (No space left on device)")
+    # Weights first: the curve was not written either, so it never holds a game the weights on disk have not seen.
+    assert weights.read_bytes() == saved_weights and curve.read_text() == saved_curve
+    with pytest.raises(SystemExit) as final:                # the final save: one line, exit 1
+        agent.save_model(final=True)
+    assert str(final.value.code).startswith(f"error: could not save the weights in {weights.parent} (No space")
+    assert weights.read_bytes() == saved_weights and curve.read_text() == saved_curve
+    assert not list(tmp_path.rglob(".tmp-*"))
+    monkeypatch.undo()
+    # The curve failing after the weights were saved: one line; the curve lags the weights (resume copes).
+    monkeypatch.setattr(agent.log, "save_curve", full_disk)
+    assert agent.save_model() is True
+    assert only_line(capsys.readouterr().out).startswith("could not save the curve in")
+    assert load_module(CHECKPOINT).weights_facts(weights)["episodes"] == 3 and curve.read_text() == saved_curve
+
+
+def test_a_save_that_keeps_failing_while_threads_play_ends_in_one_line_without_a_crash(tmp_path):
+    # The weights' place is taken by a folder: every periodic save fails while two threads play, then the final
+    # one. It used to be a traceback, then an abort or a segmentation fault (the threads still ran at the exit).
+    (tmp_path / "save_model" / "breakout_a3c.weights.h5").mkdir(parents=True)
+    result = run_script(TRAIN, "--threads", 2, "--max-steps", 1000, "--save-every", 0.01, "--save-dir", tmp_path,
+                        "--seed", 0, timeout=240)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "leaked" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: could not save the weights in {tmp_path / 'save_model'} (Is a directory); the last "
+                      "checkpoint saved there is kept"]
+    assert "could not save the weights in" in result.stdout and "trying again at the next save" in result.stdout
+    assert not (tmp_path / "save_graph" / "breakout_a3c.csv").exists()       # no curve without its weights
+
+
+def test_a_fresh_run_keeps_the_previous_checkpoint_and_a_resumed_one_goes_on_in_place(a3c, tmp_path, capsys):
+    first = a3c.A3CAgent(threads=1, save_dir=tmp_path, verbose=False)
+    first.log.open()
+    first.log.start(0)
+    play_games(first, [1.0, 2.0])
+    first.save_model()
+    first.save_model(first.log.best_path)
+    log = first.log
+    earlier = {path: path.read_bytes() for path in (log.model_path, log.best_path, log.log_path, log.graph_path)}
+    capsys.readouterr()
+    # Resumed from its own weights: nothing is renamed, the curve goes on.
+    again = a3c.A3CAgent(threads=1, save_dir=tmp_path, verbose=False)
+    again.load_model(log.model_path)
+    again.log.start(again.total_steps)
+    assert all(path.read_bytes() == data for path, data in earlier.items())
+    assert not list(tmp_path.rglob("*.previous.*")) and again.log.episode == 2
+    # A fresh run (no --load) in the same folder: every file of the earlier run is kept under another name.
+    fresh = a3c.A3CAgent(threads=1, save_dir=tmp_path, verbose=False)
+    fresh.log.start(0)
+    assert "an earlier run's files are kept as" in capsys.readouterr().out
+    for path, data in earlier.items():
+        kept = path.with_name(path.name.replace(".", ".previous.", 1))
+        assert not path.exists() and kept.read_bytes() == data
+
+
+def test_a_run_resumed_in_another_folder_numbers_its_games_on(a3c, tmp_path):
+    checkpoint = load_module(CHECKPOINT)
+    first = a3c.A3CAgent(threads=1, save_dir=tmp_path / "a", verbose=False)
+    first.log.open()
+    play_games(first, [1.0, 2.0, 3.0])
+    first.save_model()
+    other = tmp_path / "b"                             # holds an earlier, unrelated run
+    (other / "save_graph").mkdir(parents=True)
+    checkpoint.write_curve(other / "save_graph" / "breakout_a3c.csv", [(1, 10, 9.0, 10, 0, 1.0)])
+    resumed = a3c.A3CAgent(threads=1, save_dir=other, verbose=False)
+    resumed.load_model(first.log.model_path)
+    assert (resumed.log.episode, resumed.total_steps, resumed.log.scores) == (3, 300, [])
+    resumed.log.open()
+    resumed.log.start(resumed.total_steps)             # the unrelated curve is kept aside, not continued
+    assert (other / "save_graph" / "breakout_a3c.previous.csv").is_file()
+    resumed.save_model()                               # before a game: the weights still count 3 games
+    assert checkpoint.weights_facts(resumed.log.model_path)["episodes"] == 3
+    play_games(resumed, [4.0])
+    resumed.save_model()
+    facts = checkpoint.weights_facts(resumed.log.model_path)
+    assert facts["episodes"] == 4 and facts["total_steps"] == 400
+    rows = (other / "save_graph" / "breakout_a3c.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("4,400,4.0,100,0,")     # game 4 is its first row
+
+
+def test_weights_that_stop_being_finite_stop_the_run_and_are_never_saved(a3c, tmp_path):
+    flag = DivergingFlag()
+    agent = a3c.A3CAgent(threads=1, save_dir=tmp_path, verbose=False, stop=flag)
+    agent.log.open()
+    weights = agent.model.get_weights()
+    weights[0][0, 0, 0, 0] = np.nan
+    agent.model.set_weights(weights)
+    assert agent.save_model() is False and agent.save_model(final=True) is False
+    assert not list((tmp_path / "save_model").iterdir())
+    assert flag.requested and flag.diverged == "a weight" and agent.stop_event.is_set()
+
+
+def test_a_far_too_large_learning_rate_ends_in_one_line_exit_1_and_saves_nothing(tmp_path):
+    result = run_script(TRAIN, "--threads", 1, "--lr", 1e30, "--max-steps", 3000, "--save-dir", tmp_path,
+                        "--seed", 0, timeout=240)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "interrupted" not in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "training diverged" in errors[0]
+    assert not list((tmp_path / "save_model").iterdir()) and "weights saved" not in result.stdout
+
+
+def test_weights_that_are_not_finite_or_not_a_file_are_refused_in_one_line(a3c, tmp_path, capsys):
+    checkpoint = load_module(CHECKPOINT)
+    model = a3c.build_model()
+    weights = model.get_weights()
+    weights[-1][0] = np.inf
+    model.set_weights(weights)
+    diverged = tmp_path / "diverged.weights.h5"
+    checkpoint.save_weights(model, diverged, preprocessing="book", total_steps=5, episodes=1)
+    fifo = tmp_path / "fifo.weights.h5"
+    os.mkfifo(fifo)                                    # reading it would wait for a writer for ever
+    for path, reason in ((diverged, "not finite"), (fifo, "not a regular file")):
+        with pytest.raises(SystemExit) as refused:
+            checkpoint.load_to_play(a3c.build_model(), path, "how")
+        assert str(refused.value.code).startswith(f"error: cannot load weights from {path}")
+        assert reason in str(refused.value.code)
+        agent = a3c.A3CAgent(threads=1, save_dir=tmp_path / "run", verbose=False)
+        with pytest.raises(SystemExit) as refused:
+            agent.load_model(path)
+        assert reason in str(refused.value.code)
+    assert not capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fact, value", [("total_steps", "many"), ("episodes", -1), ("seconds", float("nan")),
+                                         ("threads", 2.5), ("preprocessing", "mine")])
+def test_stored_facts_of_a_wrong_type_or_range_are_one_line(a3c, fact, value, tmp_path):
+    checkpoint = load_module(CHECKPOINT)
+    path = tmp_path / "odd.weights.h5"
+    checkpoint.save_weights(a3c.build_model(), path, **{"preprocessing": "book", "total_steps": 5, fact: value})
+    with pytest.raises(SystemExit) as refused:
+        checkpoint.weights_facts(path)
+    message = str(refused.value.code)
+    assert message.startswith("error:") and "\n" not in message and (fact in message or "preprocessing" in message)
+    agent = a3c.A3CAgent(threads=1, save_dir=tmp_path / "run", verbose=False)
+    with pytest.raises(SystemExit):
+        agent.load_model(path)
+
+
+def test_a_missing_optimizer_slot_is_a_note_and_the_command_lines_learning_rate_wins(a3c, tmp_path, capsys):
+    import h5py
+    first = a3c.A3CAgent(threads=1, save_dir=tmp_path / "a", learning_rate=1e-3, verbose=False)
+    first.optimizer.iterations.assign(42)
+    first.log.open()
+    first.save_model()
+    path = first.log.model_path
+    resumed = a3c.A3CAgent(threads=1, save_dir=tmp_path / "b", learning_rate=5e-4)
+    resumed.load_model(path)
+    assert int(resumed.optimizer.iterations.numpy()) == 42                   # RMSprop's state goes on ...
+    assert float(resumed.optimizer.learning_rate.numpy()) == pytest.approx(5e-4)   # ... at the rate asked for
+    assert "note:" not in capsys.readouterr().out
+    with h5py.File(path, "a") as file:
+        del file["a3c_optimizer"]["3"]
+    damaged = a3c.A3CAgent(threads=1, save_dir=tmp_path / "c")
+    damaged.load_model(path)
+    assert only_line(capsys.readouterr().out) == ("note: the optimiser state in this file is incomplete or damaged: "
+                                                  "RMSprop starts its running averages afresh")
+    assert int(damaged.optimizer.iterations.numpy()) == 0
+
+
+@pytest.mark.parametrize("option", ["--t-max", "--envs-per-thread"])
+def test_rollouts_that_do_not_fit_in_memory_are_refused_before_anything_is_made(a3c, option, capsys):
+    with pytest.raises(SystemExit) as refused:
+        a3c.parse_args([option, str(10 ** 30)])
+    assert refused.value.code == 2
+    assert f"argument {option}: the threads' rollouts" in capsys.readouterr().err.splitlines()[-1]
+    with pytest.raises(SystemExit) as refused:
+        a3c.parse_args(["--save-dir", ""])
+    assert refused.value.code == 2 and "must name a folder" in capsys.readouterr().err
+
+
+def test_a_huge_rollout_in_a_real_run_leaves_no_folder_behind(tmp_path):
+    result = run_script(TRAIN, "--t-max", 10 ** 30, "--save-dir", tmp_path / "run", timeout=120)
+    assert result.returncode == 2 and "would need" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("file", ["summary", "summary/breakout_a3c"])
+def test_a_file_where_the_summaries_go_is_one_line_before_anything_is_made(file, tmp_path):
+    log = load_module(CHECKPOINT).RunLog(tmp_path, "breakout_a3c")
+    (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / file).write_text("not a folder")
+    with pytest.raises(SystemExit) as refused:
+        log.open("| hyperparameter | value |")
+    assert str(refused.value.code).startswith("error: cannot write to ") and "summary" in str(refused.value.code)
+    assert not (tmp_path / "save_model").exists() and not (tmp_path / "save_graph").exists()
+
+
+# Python code run before the script (as sitecustomize.py) that sends a signal at a chosen moment, not by timing.
+SIGNAL_WHILE_KERAS_LOADS = '''
+import importlib.abc, os, signal, sys
+
+class SignalAtImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "keras":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGHUP)
+        return None
+
+sys.meta_path.insert(0, SignalAtImport())
+'''
+SIGNAL_DURING_THE_FIRST_WEIGHTS_SAVE = '''
+import os, signal
+real_replace = os.replace
+
+def replace(source, target):
+    if str(target).endswith(".weights.h5") and not getattr(replace, "sent", False):
+        replace.sent = True
+        os.kill(os.getpid(), signal.SIGINT)
+        print("test: SIGINT sent during the save", flush=True)
+    return real_replace(source, target)
+
+os.replace = replace
+'''
+
+
+def run_with_prelude(prelude, folder, script, *args, timeout=240):
+    (folder / "prelude").mkdir()
+    (folder / "prelude" / "sitecustomize.py").write_text(prelude)
+    return run_script(script, *args, env={"PYTHONPATH": str(folder / "prelude")}, timeout=timeout)
+
+
+def test_a_closed_terminal_while_tensorflow_loads_ends_training_in_one_line(tmp_path):
+    result = run_with_prelude(SIGNAL_WHILE_KERAS_LOADS, tmp_path, TRAIN, "--threads", 1, "--save-dir", tmp_path)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "interrupted before training started: nothing saved" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "save_model").exists()
+
+
+def test_a_closed_terminal_while_tensorflow_loads_ends_watching_at_once(tmp_path):
+    result = run_with_prelude(SIGNAL_WHILE_KERAS_LOADS, tmp_path, PLAY, "--episodes", 3)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "interrupted" in result.stdout.splitlines() and not printed_scores(result.stdout)
+    assert "Traceback" not in result.stderr
+
+
+def test_a_signal_during_the_final_save_of_a_finished_run_exits_130_with_the_weights_saved(tmp_path):
+    result = run_with_prelude(SIGNAL_DURING_THE_FIRST_WEIGHTS_SAVE, tmp_path, TRAIN, "--threads", 1,
+                              "--max-steps", 60, "--save-dir", tmp_path, "--seed", 0)
+    assert "SIGINT sent during the save" in result.stdout
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "weights saved to" in result.stdout
+    model = load_module(TRAIN).build_model()
+    model.load_weights(tmp_path / "save_model" / "breakout_a3c.weights.h5")

@@ -4,13 +4,16 @@ skip while reading the book.
 - `--fast`, a preset of the threads' settings measured fastest to a good score on a 2-core CPU, and the options
   whose default it changes (each one's default is the book's value, or --fast's; an option given explicitly wins);
 - the precision option: whether --precision auto may pick bfloat16 for this network;
-- the help of --record.
+- the help of --record;
+- the size of the rollouts the threads keep, checked against this machine's memory before anything is made.
 This module imports no agent code (breakout_a3c.py passes it the book's values).
 """
 import argparse
 
-from plumbing import positive_float, positive_int
+from plumbing import check_memory, positive_float, positive_int
 from turns import usable_cores
+
+STATE_BYTES = 84 * 84 * 4                 # one state of a rollout: four 84×84 uint8 frames (environment.STATE_SIZE)
 
 # --fast: 4 actor-learners, all playing at once, each with 8 games in the emulator's C++ vector environment and
 # one update per 5 steps × 8 games (lr 7e-4 and gradient norm 0.5 as in synchronous A2C); measured fastest to a
@@ -45,8 +48,13 @@ def add_preset_options(parser, book):
                                  f"with --fast: {FAST[key]})")
 
 
-def apply_preset(args, book):
-    """Each preset option not given on the command line takes --fast's value or the book's."""
+def apply_preset(parser, args, book):
+    """Each preset option not given on the command line takes --fast's value or the book's. Then the rollout
+    memory of all threads (t_max × games per thread × one state × threads) must fit in this machine's memory:
+    otherwise a command-line error (exit 2) names the largest of the three options, before anything is made."""
     for key, value in (FAST if args.fast else book).items():
         if not hasattr(args, key):
             setattr(args, key, value)
+    sizes = {"--t-max": args.t_max, "--envs-per-thread": args.envs_per_thread, "--threads": args.threads}
+    check_memory(parser, max(sizes, key=sizes.get), args.t_max * args.envs_per_thread * STATE_BYTES * args.threads,
+                 "the threads' rollouts (t_max × games per thread × 84·84·4 bytes × threads)")

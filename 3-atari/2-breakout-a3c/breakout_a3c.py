@@ -41,19 +41,20 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))                     # this folder's environment.py, turns.py, a3c_checkpoint.py
+from plumbing import (NEVER, StopFlag, add_precision_argument, add_seed_argument, add_watching_arguments,
+                      announce_precision, catch_signals_at_start, dtype_policy, finish, frames_for,
+                      headless_unless_window, parse_arguments, positive_float, positive_int, report_scores,
+                      save_folder, seed_everything, stopped_before_training, write_gif)
+catch_signals_at_start(__name__)    # Ctrl-C, kill or a closed terminal while TensorFlow loads: exit 130, one line
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from a3c_checkpoint import RunLog, hyperparameter_table, load_to_play, resume, save_checkpoint
+from a3c_checkpoint import RunLog, hyperparameter_table, load_to_play, resume, save_checkpoint, stop_diverged
 from a3c_options import AUTO_BFLOAT16, RECORD_HELP, add_preset_options, apply_preset
 from environment import ACTIONS, STATE_SIZE, WatchedBreakout, make_games
-from plumbing import (NEVER, StopFlag, add_precision_argument, add_seed_argument, add_watching_arguments,
-                      announce_precision, dtype_policy, frames_for, headless_unless_window, parse_arguments,
-                      positive_float, positive_int, report_scores, seed_everything, stopped_before_training,
-                      write_gif)
-from turns import Player, Turns, one_thread_per_kernel, usable_cores
+from turns import Player, Turns, active_slots, one_thread_per_kernel, usable_cores
 
 NAME = "breakout_a3c"
 TRAINED = HERE / "save_model" / f"{NAME}_trained.weights.h5"
@@ -123,9 +124,7 @@ class A3CAgent:
                  seed=None, verbose=True, active_threads=ACTIVE_THREADS, envs_per_thread=ENVS_PER_THREAD,
                  max_grad_norm=MAX_GRAD_NORM, rms_epsilon=RMS_EPSILON, precision="float32", stop=NEVER):
         self.threads = threads
-        if active_threads is not None and active_threads < 1:
-            raise ValueError(f"active_threads must be at least 1, got {active_threads}")
-        self.active_threads = min(threads, active_threads or usable_cores())
+        self.active_threads = active_slots(threads, active_threads)    # None: one per CPU core (turns.py)
         self.envs_per_thread = envs_per_thread
         self.preprocessing = "book" if envs_per_thread == 1 else "ale-vector"
         self.t_max = t_max
@@ -154,14 +153,13 @@ class A3CAgent:
         self.updates = 0
         self.log = RunLog(save_dir, NAME, verbose)  # games, curve, clock, summaries, file paths (a3c_checkpoint.py)
 
-    # Load weights to start from (--load), with RMSprop's state and the step count saved beside them; the curve of
-    # a previous run in the same --save-dir goes on (a3c_checkpoint.py).
+    # --load: the weights, RMSprop's state and the step and game counts saved with them go on (a3c_checkpoint.py).
     def load_model(self, path):
         resume(self, path, f"train one with: python {Path(__file__).name}")
 
-    # Save the curve, then the global weights with their facts, under the update lock (a3c_checkpoint.py).
-    def save_model(self, path=None):
-        save_checkpoint(self, path or self.log.model_path)
+    # The global weights with their facts, then the curve; False if not saved: a failure or NaN (a3c_checkpoint.py).
+    def save_model(self, path=None, final=False):
+        return save_checkpoint(self, path or self.log.model_path, final)
 
     def stopping(self):
         return self.stop.requested or self.stop_event.is_set()
@@ -179,24 +177,24 @@ class A3CAgent:
         for worker in workers:
             worker.start()
         last_save = time.perf_counter()
-        while any(worker.is_alive() for worker in workers) and not self.stopping():
-            self.stop_event.wait(timeout=0.2)
-            if time.perf_counter() - last_save >= save_every:
-                self.save_model()
-                last_save = time.perf_counter()
-                if self.log.new_best():             # the mean of the last 100 games: the best so far?
-                    self.save_model(self.log.best_path)
-        interrupted = self.stop.requested
-        if interrupted:
-            print("\ninterrupted: stopping the threads and saving ...", flush=True)
-        error = Player.stop_all(workers)          # set the stop event, wait for every thread
+        try:
+            while any(worker.is_alive() for worker in workers) and not self.stopping():
+                self.stop_event.wait(timeout=0.2)
+                if time.perf_counter() - last_save >= save_every:
+                    if self.save_model() and self.log.new_best():   # saved; the mean of the last 100: the best?
+                        self.save_model(self.log.best_path)
+                    last_save = time.perf_counter()
+            if self.stop.requested and self.log.diverged is None:
+                print("\ninterrupted: stopping the threads and saving ...", flush=True)
+        finally:        # never leave with a thread still playing: the process's exit would crash under it
+            error = Player.stop_all(workers)      # set the stop event, wait for every thread
         elapsed = time.perf_counter() - self.log.start_time
-        self.save_model()
+        saved = self.save_model(final=True)
         self.log.report(self.total_steps, elapsed, f"{self.threads} threads × {self.envs_per_thread} games, "
-                                                   f"{self.active_threads} at a time")
+                                                   f"{self.active_threads} at a time", saved)
         if error is not None:
             raise error
-        return interrupted
+        return self.stop.requested
 
 
 # ---- one actor-learner thread: its own game(s), its own local network ----
@@ -249,8 +247,8 @@ class Agent(Player):                          # a thread whose error stops the o
                                                                  agent.entropy_beta)
                 loss = policy_loss + agent.value_weight * value_loss
             grads = tape.gradient(loss, local.trainable_variables)
-            grads, _ = tf.clip_by_global_norm(grads, agent.max_grad_norm)
-            return grads
+            grads, norm = tf.clip_by_global_norm(grads, agent.max_grad_norm)
+            return grads, norm
 
         def sync():
             for local_variable, global_variable in zip(local.variables, global_model.variables):
@@ -298,8 +296,11 @@ class Agent(Player):                          # a thread whose error stops the o
         else:
             next_values = self.act(tf.constant(next_states))[1].numpy()
         returns = discount_rewards(self.rewards[:n], self.dones[:n], next_values, self.global_agent.gamma)
-        grads = self.compute_gradients(tf.constant(self.states[:n].reshape(-1, *STATE_SIZE)),
-                                       tf.constant(self.actions[:n].reshape(-1)), tf.constant(returns.reshape(-1)))
+        grads, norm = self.compute_gradients(tf.constant(self.states[:n].reshape(-1, *STATE_SIZE)),
+                                             tf.constant(self.actions[:n].reshape(-1)), tf.constant(returns.ravel()))
+        if not np.isfinite(norm.numpy()):     # diverged (e.g. a far too large --lr): stop; θ keeps its last update
+            stop_diverged(self.global_agent, "the gradients' global norm")
+            return
         with self.global_agent.lock:
             self.apply_and_sync(grads)
             self.global_agent.total_steps += n * self.n_games
@@ -403,7 +404,7 @@ def parse_args(argv=None):
     parser.add_argument("--save-every", type=positive_float, default=SAVE_EVERY_S,
                         help="seconds between checkpoints of the global weights")
     add_seed_argument(parser)
-    parser.add_argument("--save-dir", type=Path, default=argparse.SUPPRESS,
+    parser.add_argument("--save-dir", type=save_folder, default=argparse.SUPPRESS,
                         help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary "
                              "(default: this script's folder)")
     add_watching_arguments(parser, TRAINED, record_help=RECORD_HELP,
@@ -413,7 +414,7 @@ def parse_args(argv=None):
                         help="with --play: show the game (training never renders: threads must not draw)")
     add_precision_argument(parser, AUTO_BFLOAT16)
     args = parse_arguments(parser, argv)
-    apply_preset(args, book)
+    apply_preset(parser, args, book)      # and the rollouts must fit in memory
     if not hasattr(args, "save_dir"):
         args.save_dir = HERE
     return args
@@ -441,8 +442,7 @@ def main(argv=None):
                                                           save_every=args.save_every)
     if interrupted is None:
         stopped_before_training()         # one line, exit 130
-    if interrupted:
-        sys.exit(130)
+    finish(stop)                          # 130 after a stop signal (also one during the final save); 1 if diverged
 
 
 if __name__ == "__main__":

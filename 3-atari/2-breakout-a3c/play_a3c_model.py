@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # this folder's breakout_a3c.py
+from plumbing import add_precision_argument, add_seed_argument, catch_signals_at_start, gif_path, positive_int
+catch_signals_at_start(__name__)    # Ctrl-C, kill or a closed terminal while TensorFlow loads: exit 130, one line
 
 from a3c_options import AUTO_BFLOAT16, RECORD_HELP
 from breakout_a3c import MAX_EPISODE_STEPS, TRAINED, play_main
-from plumbing import add_precision_argument, add_seed_argument, gif_path, positive_int
 
 
 def parse_args(argv=None):

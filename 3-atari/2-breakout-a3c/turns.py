@@ -33,6 +33,14 @@ def usable_cores():
     return cores
 
 
+def active_slots(threads, active_threads=None):
+    """How many of `threads` actor-learners play at once: `active_threads` (at least 1), or one per usable core;
+    never more than there are threads."""
+    if active_threads is not None and active_threads < 1:
+        raise ValueError(f"active_threads must be at least 1, got {active_threads}")
+    return min(threads, active_threads or usable_cores())
+
+
 def one_thread_per_kernel(threads=1):
     """Run each TensorFlow kernel on the Python thread that called it (TensorFlow's intra-op pool of 1 thread).
     The kernels here are small; handing them to a pool of helper threads costs more than it gains, and the
