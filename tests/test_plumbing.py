@@ -11,6 +11,8 @@
 """
 import ast
 import hashlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +204,130 @@ def test_the_repository_stays_a_readers_download():
 def test_no_script_raises_keyboard_interrupt_from_a_signal_handler():
     for path in [*CHAPTER_FILES, *(folder / "plumbing.py" for folder in FOLDERS)]:
         assert "raise KeyboardInterrupt" not in path.read_text(encoding="utf-8"), relative(path)
+
+
+# ---- the promise that nothing is lost: plumbing's own pieces, one by one ----
+def plumbing_module():
+    from conftest import load_module
+    return load_module("1-grid-world/1-policy-iteration/plumbing.py")
+
+
+def test_keep_previous_sets_an_earlier_run_aside_and_says_so(tmp_path, capsys):
+    plumbing = plumbing_module()
+    weights, graph, summary = tmp_path / "run.weights.h5", tmp_path / "run.png", tmp_path / "summary" / "run"
+    weights.write_text("old weights")
+    summary.mkdir(parents=True)
+    (summary / "events").write_text("old events")
+    kept = plumbing.keep_previous([weights, graph, summary])
+    assert kept == [tmp_path / "run.previous.weights.h5", tmp_path / "summary" / "run.previous"]
+    assert capsys.readouterr().out == f"an earlier run's files are kept as {kept[0]}, {kept[1]}\n"
+    assert kept[0].read_text() == "old weights" and (kept[1] / "events").read_text() == "old events"
+    assert not weights.exists() and not graph.exists() and not summary.exists()
+    summary.mkdir()                                          # an empty folder holds no run: nothing to keep
+    assert plumbing.keep_previous([summary]) == [] and capsys.readouterr().out == ""
+
+
+def test_keep_previous_never_replaces_the_file_a_run_resumes_from(tmp_path, capsys):
+    plumbing = plumbing_module()
+    weights = tmp_path / "run.weights.h5"
+    weights.write_text("this run")
+    assert plumbing.keep_previous([weights], resumed_from=weights) == []       # going on in place
+    assert weights.read_text() == "this run" and capsys.readouterr().out == ""
+    previous = tmp_path / "run.previous.weights.h5"
+    previous.write_text("the run before")
+    kept = plumbing.keep_previous([weights], resumed_from=previous)           # going on from the previous one
+    assert kept == [tmp_path / "run.previous-2.weights.h5"]
+    assert previous.read_text() == "the run before" and kept[0].read_text() == "this run"
+
+
+def test_a_save_that_fails_is_one_line_periodic_or_final(tmp_path, capsys):
+    plumbing = plumbing_module()
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+    assert plumbing.try_save("the weights", tmp_path, full_disk, final=False) is False
+    assert capsys.readouterr().out == (f"could not save the weights in {tmp_path} (No space left on device): the last "
+                                       "checkpoint there is kept; trying again at the next save\n")
+    with pytest.raises(SystemExit) as stopped:
+        plumbing.try_save("the weights", tmp_path, full_disk, final=True)
+    assert str(stopped.value).startswith(f"error: could not save the weights in {tmp_path} (No space left")
+    assert plumbing.try_save("the weights", tmp_path, lambda: None, final=True) is True
+
+
+def test_weights_and_their_facts_travel_in_one_file_and_are_checked(tmp_path):
+    keras = pytest.importorskip("keras")
+    plumbing = plumbing_module()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = tmp_path / "run.weights.h5"
+    plumbing.save_run_weights(model, path, curve=[[1.0], [2.5]], episodes=2, epsilon=0.5)
+    facts = plumbing.run_facts(path, checks={"epsilon": lambda e: 0.0 <= e <= 1.0})
+    assert facts == {"episodes": 2, "epsilon": 0.5, "curve": [[1.0], [2.5]]}
+    plumbing.save_run_weights(model, path, curve=[[1.0]], episodes=1, epsilon=float("nan"))
+    with pytest.raises(SystemExit) as refused:
+        plumbing.run_facts(path, checks={"epsilon": lambda e: 0.0 <= e <= 1.0})
+    assert "epsilon = nan is out of range" in str(refused.value)
+    model.layers[0].kernel.assign([[float("nan")], [0.0]])
+    assert not plumbing.finite(model.get_weights())
+    plumbing.save_run_weights(model, path)
+    with pytest.raises(SystemExit) as refused:
+        plumbing.load_weights(model, path, "train anew")
+    assert "not finite" in str(refused.value)
+    fifo = tmp_path / "fifo.weights.h5"
+    os.mkfifo(fifo)
+    with pytest.raises(SystemExit) as refused:                # reading a FIFO would wait for ever
+        plumbing.load_weights(model, fifo, "train anew")
+    assert "not a regular file" in str(refused.value)
+
+
+def test_the_stop_flag_stops_on_non_finite_numbers_and_finish_says_how_it_ended(own_signal_handlers):
+    plumbing = plumbing_module()
+    stop = plumbing.StopFlag()
+    assert stop.check_finite(1.5) == 1.5 and not stop.requested
+    stop.check_finite(float("nan"))
+    assert stop.requested and stop.diverged == "the loss"
+    with pytest.raises(SystemExit) as ended:
+        plumbing.finish(stop, where="save_model/x.weights.h5")
+    assert "training diverged" in str(ended.value) and "save_model/x.weights.h5" in str(ended.value)
+    stop = plumbing.StopFlag()
+    os.kill(os.getpid(), signal.SIGHUP)                       # a closed terminal: a stop like Ctrl-C
+    assert stop.requested
+    with pytest.raises(SystemExit) as ended:
+        plumbing.finish(stop)
+    assert ended.value.code == 130
+    assert plumbing.finish(plumbing.NEVER) is None and plumbing.NEVER.check_finite(float("nan")) != 0
+
+
+def test_a_signal_during_start_up_and_a_closed_output_do_not_end_a_script_early():
+    """catch_signals_at_start: a SIGHUP before main() is kept for its StopFlag; a pipe whose reader is gone makes
+    print() go quiet instead of raising (the run would otherwise die before it saves)."""
+    code = ("import os, signal, sys; sys.path.insert(0, {folder!r}); import plumbing; "
+            "plumbing.catch_signals_at_start('__main__'); os.kill(os.getpid(), signal.SIGHUP); "
+            "stop = plumbing.StopFlag(); os.close(1); print('x' * 100000); sys.stdout.flush(); "
+            "sys.exit(130 if stop.requested else 3)").format(folder=str(PLUMBING.parent))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_values_that_cannot_work_are_refused_before_anything_is_made(tmp_path, monkeypatch):
+    import argparse
+    plumbing = plumbing_module()
+    for bad in ("", "  "):
+        with pytest.raises(argparse.ArgumentTypeError):
+            plumbing.save_folder(bad)
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for looping in (tmp_path / "a", tmp_path / "a" / "run"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            plumbing.save_folder(str(looping))
+    assert plumbing.save_folder(str(tmp_path / "new")) == tmp_path / "new"
+    for bad in ("-5", str(2 ** 32), "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            plumbing.seed_number(bad)
+    available = plumbing.memory_available()
+    assert available is None or available > 0
+    parser = argparse.ArgumentParser(prog="x")
+    monkeypatch.setattr(plumbing, "memory_available", lambda: 2 ** 30)
+    with pytest.raises(SystemExit):
+        plumbing.check_memory(parser, "--memory-size", 2 ** 31, "a replay memory")
+    plumbing.check_memory(parser, "--memory-size", 2 ** 29, "a replay memory")
