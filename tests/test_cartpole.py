@@ -1,7 +1,11 @@
 """CartPole DQN and A2C: update rules against hand-computed numbers, the replay memory, the target network,
 seeding, learning runs, the shipped weights, and the command line (smoke runs, bad input, stop signals)."""
+import errno
+import os
 import re
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -282,8 +286,8 @@ def test_help_documents_the_hyperparameters_and_bad_flags_exit_2(script, capsys,
 # a second Ctrl-C that lands inside that save (sent from within it on purpose) does not cut it short.
 # DQN resumes from the shipped weights (--load): long episodes, and the resume path (epsilon 0.01).
 @pytest.mark.parametrize("script", [DQN, A2C])
-@pytest.mark.parametrize("signum, second", [(signal.SIGTERM, False), (signal.SIGINT, True)],
-                         ids=["sigterm", "second-ctrl-c-during-the-save"])
+@pytest.mark.parametrize("signum, second", [(signal.SIGTERM, False), (signal.SIGINT, True), (signal.SIGHUP, False)],
+                         ids=["sigterm", "second-ctrl-c-during-the-save", "sighup-closed-terminal"])
 def test_a_stop_signal_saves_once_and_exits_130(script, signum, second, tmp_path, capsys, dqn, a2c):
     name = script.rsplit("/", 1)[1][:-3]
     resume = ["--load", SHIPPED[DQN]] if script == DQN else []
@@ -294,6 +298,7 @@ def test_a_stop_signal_saves_once_and_exits_130(script, signum, second, tmp_path
     assert "Traceback" not in output.stderr
     assert ("second SIGINT sent during the save" in output.stdout) == second
     assert ("epsilon starts at 0.01" in output.stdout) == (script == DQN)
+    assert re.search(r"^episode: 1 \|", output.stdout, re.M) and "resuming" not in output.stdout   # no facts shipped
     assert output.stdout.count("interrupted at episode") == 1
     weights = tmp_path / "save_model" / f"{name}.weights.h5"
     assert (tmp_path / "save_graph" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -345,3 +350,342 @@ def test_a2c_learns_to_balance_far_better_than_random(tmp_path):
     scores = printed_scores(done.stdout)
     assert np.mean(scores[:20]) < 50                   # it starts near random play ...
     assert np.mean(scores[-20:]) > 150, scores[-20:]   # ... and ends far above it
+
+
+# ---- nothing a reader trained is lost (issue 20): saving, signals, reruns, resuming, NaN, bad values ----
+def chapter(script, dqn, a2c):
+    return dqn if script == DQN else a2c
+
+
+def new_agent(module):
+    return module.DQNAgent(4, 2) if hasattr(module, "DQNAgent") else module.A2CAgent(4, 2)
+
+
+def record_names(module):
+    """The namespace of the chapter's training_record.py (what TrainingRecord calls), for monkeypatching."""
+    return module.TrainingRecord.__init__.__globals__
+
+
+def exit_code(module, *args):
+    """main(args) in this process: its exit status (None when it returned) or its one-line message."""
+    try:
+        module.main([str(arg) for arg in args])
+    except SystemExit as exit_info:
+        return exit_info.code
+    return None
+
+
+def spy_on_saves(monkeypatch, module, fail=lambda episode, calls: False):
+    """Record every save of the weights ("weights", episode) and of the graph ("graph", episodes drawn), in order;
+    a weights save for which fail(episode, number of weights saves so far) is true raises a full disk."""
+    names, events = record_names(module), []
+    real_weights, real_graph = names["save_run_weights"], names["save_graph"]
+
+    def save_run_weights(model, path, curve=None, **facts):
+        calls = sum(event[0].startswith("weights") for event in events)
+        events.append(("weights", facts["episode"]))
+        if fail(facts["episode"], calls):
+            events[-1] = ("weights failed", facts["episode"])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_weights(model, path, curve=curve, **facts)
+
+    def save_graph(path, x, scores, *args, **kwargs):
+        events.append(("graph", len(scores)))
+        real_graph(path, x, scores, *args, **kwargs)
+    monkeypatch.setitem(names, "save_run_weights", save_run_weights)
+    monkeypatch.setitem(names, "save_graph", save_graph)
+    return events
+
+
+def facts_of(module, path):
+    return record_names(module)["stored_facts"](path)
+
+
+def weights_path(script, folder):
+    return folder / "save_model" / f"{script.rsplit('/', 1)[1][:-3]}.weights.h5"
+
+
+def all_finite(path):
+    import h5py
+    arrays = []
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, item: arrays.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+    return bool(arrays) and all(np.isfinite(np.asarray(array, dtype=np.float64)).all() for array in arrays)
+
+
+# Row 1: saving never crashes a run. Every 10 episodes the weights are saved, then the graph (never ahead of the
+# weights); a periodic save on a full disk is one line and training goes on; the end saves once more.
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_saves_every_10_episodes_and_a_failed_save_is_one_line_and_training_goes_on(script, tmp_path, monkeypatch,
+                                                                                     capsys, dqn, a2c):
+    module = chapter(script, dqn, a2c)
+    events = spy_on_saves(monkeypatch, module, fail=lambda episode, calls: calls == 0)
+    assert exit_code(module, "--episodes", 21, "--seed", 0, "--save-dir", tmp_path) is None
+    assert events == [("weights failed", 10), ("weights", 20), ("graph", 20), ("weights", 21), ("graph", 21)]
+    out = capsys.readouterr().out
+    failures = [line for line in out.splitlines() if line.startswith("could not save")]
+    assert failures == [f"could not save the weights in {tmp_path / 'save_model'} (No space left on device): the "
+                        "last checkpoint there is kept; trying again at the next save"]
+    assert out.index(failures[0]) < out.index("episode: 11 ")                 # training went on
+    assert len(printed_scores(out)) == 21 and "not solved in 21 episodes" in out
+    facts = facts_of(module, weights_path(script, tmp_path))
+    assert facts["episode"] == 21 and facts["scores"] == printed_scores(out)
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+# Row 1: a final save that fails ends the run with one line, exit 1, naming the folder; the checkpoint of the last
+# periodic save stays (a full disk, or a folder where the weights file goes).
+@pytest.mark.parametrize("script, blocker", [(DQN, "full disk"), (A2C, "full disk"), (DQN, "folder in the way")])
+def test_a_failed_final_save_exits_1_in_one_line_and_keeps_the_last_checkpoint(script, blocker, tmp_path,
+                                                                               monkeypatch, capsys, dqn, a2c):
+    module = chapter(script, dqn, a2c)
+    weights = weights_path(script, tmp_path)
+    if blocker == "full disk":
+        events = spy_on_saves(monkeypatch, module, fail=lambda episode, calls: episode == 12)
+    else:
+        (weights / "in the way").mkdir(parents=True)
+    code = exit_code(module, "--episodes", 12, "--seed", 0, "--save-dir", tmp_path)
+    reason = "No space left on device" if blocker == "full disk" else "Is a directory"
+    assert code == (f"error: could not save the weights in {tmp_path / 'save_model'} ({reason}); the last "
+                    "checkpoint saved there is kept")
+    out = capsys.readouterr().out
+    assert "not solved in 12 episodes" in out and "weights: " not in out
+    if blocker == "full disk":
+        assert events == [("weights", 10), ("graph", 10), ("weights failed", 12)]
+        assert facts_of(module, weights)["episode"] == 10            # the periodic save of episode 10 stays
+        new_agent(module).load(weights)
+    else:
+        assert out.count("could not save the weights") == 1          # the periodic save of episode 10
+        assert weights.is_dir() and not (tmp_path / "save_graph" / weights.name).exists()
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+# Row 2: a signal during the final save of a run that ended by itself: the save goes on, then exit 130.
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_a_signal_during_the_final_save_of_a_finished_run_exits_130(script, tmp_path, monkeypatch, capsys, dqn, a2c):
+    module = chapter(script, dqn, a2c)
+    names = record_names(module)
+    real = names["save_run_weights"]
+
+    def save_and_get_a_signal(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)            # handled by the run's stop flag: it only raises the flag
+        real(*args, **kwargs)
+    monkeypatch.setitem(names, "save_run_weights", save_and_get_a_signal)
+    assert exit_code(module, "--episodes", 3, "--seed", 0, "--save-dir", tmp_path) == 130
+    out = capsys.readouterr().out
+    assert "not solved in 3 episodes" in out and f"weights: {weights_path(script, tmp_path)}" in out
+    assert facts_of(module, weights_path(script, tmp_path))["episode"] == 3
+    assert (tmp_path / "save_graph" / f"{weights_path(script, tmp_path).name[:-11]}.png").exists()
+
+
+# Row 2: a stop signal while the script starts (TensorFlow loading) is kept: one line, exit 130, nothing made.
+# The launcher sends SIGHUP from inside the script's first signal.signal(SIGHUP, ...) call (no timing race).
+_STARTUP_LAUNCHER = r'''
+import os, runpy, signal, sys
+real_signal = signal.signal
+
+def install_then_signal(signum, handler):
+    previous = real_signal(signum, handler)
+    if signum == signal.SIGHUP and not getattr(install_then_signal, "sent", False):
+        install_then_signal.sent = True
+        print(f"test: SIGHUP sent during start-up (keras imported: {'keras' in sys.modules}, "
+              f"gymnasium imported: {'gymnasium' in sys.modules})", flush=True)
+        os.kill(os.getpid(), signal.SIGHUP)
+    return previous
+signal.signal = install_then_signal
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+runpy.run_path(script, run_name="__main__")
+'''
+
+
+@pytest.mark.parametrize("script", [DQN, A2C])
+@pytest.mark.parametrize("watching", [False, True], ids=["training", "play"])
+def test_a_signal_during_start_up_exits_130_in_one_line(script, watching, tmp_path):
+    arguments = ["--play", "--episodes", 3] if watching else ["--save-dir", tmp_path / "run"]
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"})
+    done = subprocess.run([sys.executable, "-c", _STARTUP_LAUNCHER, str(ROOT / script), *map(str, arguments)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert "test: SIGHUP sent during start-up (keras imported: False, gymnasium imported: False)" in done.stdout
+    assert "Traceback" not in done.stderr and "episode:" not in done.stdout
+    if watching:
+        assert "\ninterrupted\n" in done.stdout and "mean score" not in done.stdout
+        assert our_stderr_lines(done) == []
+    else:
+        assert our_stderr_lines(done) == ["interrupted before training started: nothing saved"]
+        assert not (tmp_path / "run").exists()
+
+
+# Row 3: a fresh run keeps an earlier run's weights and graph (renamed *.previous.*) and says so in one line.
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_a_rerun_keeps_the_earlier_runs_files(script, tmp_path, capsys, dqn, a2c):
+    module = chapter(script, dqn, a2c)
+    weights = weights_path(script, tmp_path)
+    graph = tmp_path / "save_graph" / f"{weights.name[:-11]}.png"
+    assert exit_code(module, "--episodes", 2, "--seed", 0, "--save-dir", tmp_path) is None
+    first = weights.read_bytes(), graph.read_bytes()
+    assert "earlier run" not in capsys.readouterr().out
+    assert exit_code(module, "--episodes", 1, "--seed", 1, "--save-dir", tmp_path) is None
+    name = weights.name[:-11]
+    kept = (weights.with_name(f"{name}.previous.weights.h5"), graph.with_suffix(".previous.png"),
+            tmp_path / "summary" / f"{name}.previous")               # TensorBoard: the earlier run apart
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"an earlier run's files are kept as {', '.join(map(str, kept))}"
+    assert (kept[0].read_bytes(), kept[1].read_bytes()) == first
+    assert any(kept[2].glob("events.out.tfevents.*"))
+    assert facts_of(module, weights)["episode"] == 1
+
+
+def tensorboard_steps(folder):
+    import tensorflow as tf
+    return sorted({event.step for path in folder.glob("events.out.tfevents.*")
+                   for event in tf.compat.v1.train.summary_iterator(str(path)) if event.summary.value})
+
+
+# Row 4: --load of weights this script saved goes on: episode numbers, scores (curve and stop rule), TensorBoard
+# steps and the DQN's epsilon, in another folder or in place (where nothing is renamed).
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_load_resumes_the_episodes_the_curve_the_tensorboard_steps_and_epsilon(script, tmp_path, monkeypatch,
+                                                                              capsys, dqn, a2c):
+    module = chapter(script, dqn, a2c)
+    if script == DQN:
+        monkeypatch.setattr(module, "TRAIN_START", 64)               # train (and decay epsilon) from the start
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert exit_code(module, "--episodes", 12, "--seed", 0, "--save-dir", first) is None
+    first_scores = printed_scores(capsys.readouterr().out)
+    facts = facts_of(module, weights_path(script, first))
+    assert facts["episode"] == 12 and facts["scores"] == first_scores
+    assert ("epsilon" in facts) == (script == DQN)
+    if script == DQN:
+        assert 0.01 < facts["epsilon"] < 0.99
+
+    assert exit_code(module, "--load", weights_path(script, first), "--episodes", 14, "--save-dir", second) is None
+    out = capsys.readouterr().out
+    if script == DQN:
+        assert f"; epsilon starts at {facts['epsilon']:g}\n" in out
+    assert f"resuming {weights_path(script, first)} at episode 13: its scores, graph and TensorBoard steps go on" in out
+    assert re.findall(r"^episode: (\d+) ", out, re.M) == ["13", "14"]
+    resumed = facts_of(module, weights_path(script, second))
+    assert resumed["episode"] == 14 and resumed["scores"] == first_scores + printed_scores(out)
+    assert tensorboard_steps(second / "summary" / weights_path(script, first).name[:-11]) == [13, 14]
+
+    # In place: the same file goes on (nothing renamed); a checkpoint that already has the episodes asked for is
+    # refused in one line before anything is made.
+    assert exit_code(module, "--load", weights_path(script, first), "--episodes", 13, "--save-dir", first) is None
+    assert "earlier run" not in capsys.readouterr().out and not list(first.rglob("*.previous.*"))
+    assert facts_of(module, weights_path(script, first))["episode"] == 13
+    code = exit_code(module, "--load", weights_path(script, first), "--episodes", 13, "--save-dir", tmp_path / "no")
+    assert code == (f"error: {weights_path(script, first)} already holds 13 episodes of training; to go on, pass "
+                    "--episodes N with N above 13")
+    assert not (tmp_path / "no").exists()
+
+
+# Row 4: the shipped weights hold no run facts: training from them starts at episode 1 and says nothing new.
+def test_the_shipped_weights_start_at_episode_1(tmp_path, capsys, a2c):
+    assert exit_code(a2c, "--load", SHIPPED[A2C], "--episodes", 1, "--seed", 0, "--save-dir", tmp_path) is None
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"loaded {SHIPPED[A2C]}" and lines[1].startswith("episode: 1 |")
+    assert facts_of(a2c, weights_path(A2C, tmp_path))["episode"] == 1
+
+
+# Row 5: weights that are not finite are refused, for training and for watching, before anything is made.
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_nan_weights_are_refused_at_load_and_play(script, tmp_path, dqn, a2c):
+    module = chapter(script, dqn, a2c)
+    agent = new_agent(module)
+    agent.model.set_weights([np.full_like(weights, np.nan) for weights in agent.model.get_weights()])
+    nan_file = tmp_path / "diverged.weights.h5"
+    agent.model.save_weights(str(nan_file))
+    for arguments in (["--play"], ["--save-dir", tmp_path / "run"]):
+        code = exit_code(module, *arguments, "--load", nan_file, "--episodes", 1)
+        assert code.startswith(f"error: cannot load weights from {nan_file} (they hold numbers that are not finite")
+        assert "\n" not in code
+    assert not (tmp_path / "run").exists()
+
+
+# Row 5: facts stored beside the weights are checked (type, range, a finite curve that matches the episode count).
+BAD_FACTS = {"nan epsilon": dict(episode=2, curve=[10.0, 12.0], epsilon=float("nan")),
+             "epsilon above 1": dict(episode=2, curve=[10.0, 12.0], epsilon=3.0),
+             "text episode": dict(episode="2", curve=[10.0, 12.0]),
+             "negative episode": dict(episode=-1),
+             "nan in the curve": dict(episode=2, curve=[10.0, float("nan")]),
+             "curve shorter than the episodes": dict(episode=5, curve=[10.0, 12.0])}
+
+
+@pytest.mark.parametrize("script", [DQN, A2C])
+@pytest.mark.parametrize("bad", sorted(BAD_FACTS))
+def test_bad_stored_facts_are_one_line_errors(script, bad, tmp_path, dqn, a2c):
+    module = chapter(script, dqn, a2c)
+    path = tmp_path / "bad.weights.h5"
+    record_names(module)["save_run_weights"](new_agent(module).model, path, **BAD_FACTS[bad])
+    code = exit_code(module, "--load", path, "--episodes", 3, "--save-dir", tmp_path / "run")
+    assert code.startswith(f"error: cannot read what {path} stores beside its weights (") and "\n" not in code
+    assert not (tmp_path / "run").exists()
+
+
+# Row 5: a run whose numbers stop being finite (a learning rate of 1e30) stops with one line, exit 1, and never
+# saves them: the DQN keeps its last periodic checkpoint (random play before TRAIN_START), the A2C has none.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")      # numpy's, acting on huge weights
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_a_diverging_run_exits_1_in_one_line_and_saves_no_nan(script, tmp_path, monkeypatch, capsys, dqn, a2c):
+    module = chapter(script, dqn, a2c)
+    for name in ("LEARNING_RATE", "ACTOR_LEARNING_RATE", "CRITIC_LEARNING_RATE"):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, 1e30)
+    code = exit_code(module, "--episodes", 100, "--seed", 0, "--save-dir", tmp_path)
+    weights = weights_path(script, tmp_path)
+    kept = f"the last finite checkpoint is kept ({weights})" if script == DQN else "nothing was saved"
+    assert code == f"error: training diverged (the loss is not a finite number): stopped; {kept} " \
+                   "(try a smaller learning rate)"
+    out = capsys.readouterr().out
+    assert "interrupted" not in out and "weights: " not in out
+    if script == DQN:
+        played = len(printed_scores(out))
+        assert facts_of(module, weights)["episode"] == played // 10 * 10 and all_finite(weights)
+        new_agent(module).load(weights)
+    else:
+        assert not weights.exists() and not list((tmp_path / "save_graph").iterdir())
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+# Row 5: weights that are not finite are never written, whatever asks for the save; the run stops as diverged.
+def test_a_record_never_saves_nan_weights(tmp_path, dqn):
+    stop = dqn.StopFlag()
+    record = dqn.TrainingRecord(tmp_path, "cartpole_dqn", "CartPole DQN", None, 10)
+    agent = new_agent(dqn)
+    agent.model.set_weights([np.full_like(weights, np.inf) for weights in agent.model.get_weights()])
+    assert record.save(agent, stop, final=True) is False
+    assert stop.diverged == "the weights" and stop.requested
+    assert not weights_path(DQN, tmp_path).exists()
+
+
+# Row 6: values checked before anything is made: --save-dir "" or a symbolic-link loop (exit 2), a `summary` (or
+# summary/<name>) that is a file, and a --load that is a FIFO (one line, exit 1, no hang).
+@pytest.mark.parametrize("script", [DQN, A2C])
+def test_bad_save_folders_and_a_fifo_are_refused_in_one_line(script, tmp_path, capsys, dqn, a2c):
+    module = chapter(script, dqn, a2c)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for folder in ("", tmp_path / "loop" / "run"):
+        with pytest.raises(SystemExit) as exit_info:
+            module.parse_args(["--save-dir", str(folder)])
+        assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("argument --save-dir:") == 2
+
+    name = weights_path(script, tmp_path).name[:-11]
+    for folder, blocker in (("a", "summary"), ("b", f"summary/{name}")):
+        (tmp_path / folder / blocker).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / blocker).write_text("a file, not a folder")
+        code = exit_code(module, "--episodes", 1, "--save-dir", tmp_path / folder)
+        assert code.startswith(f"error: cannot write to {tmp_path / folder / 'summary' / name}: ")
+        assert not list((tmp_path / folder).rglob("*.h5")) and "\n" not in code
+    assert "episode:" not in capsys.readouterr().out
+
+    fifo = tmp_path / "weights.fifo"
+    os.mkfifo(fifo)
+    for arguments in (["--play"], ["--save-dir", tmp_path / "run"]):
+        code = exit_code(module, *arguments, "--load", fifo, "--episodes", 1)
+        assert code.startswith(f"error: cannot load weights from {fifo} (not a regular file)") and "\n" not in code
+    assert not (tmp_path / "run").exists()

@@ -279,15 +279,21 @@ def test_weights_and_their_facts_travel_in_one_file_and_are_checked(tmp_path):
     assert "not a regular file" in str(refused.value)
 
 
-def test_the_stop_flag_stops_on_non_finite_numbers_and_finish_says_how_it_ended(own_signal_handlers):
+def test_the_stop_flag_stops_on_non_finite_numbers_and_finish_says_how_it_ended(own_signal_handlers, tmp_path):
     plumbing = plumbing_module()
     stop = plumbing.StopFlag()
     assert stop.check_finite(1.5) == 1.5 and not stop.requested
     stop.check_finite(float("nan"))
     assert stop.requested and stop.diverged == "the loss"
+    checkpoint = tmp_path / "x.weights.h5"
     with pytest.raises(SystemExit) as ended:
-        plumbing.finish(stop, where="save_model/x.weights.h5")
-    assert "training diverged" in str(ended.value) and "save_model/x.weights.h5" in str(ended.value)
+        plumbing.finish(stop, where=checkpoint)               # diverged before its first save
+    assert str(ended.value).startswith("error: training diverged (the loss is not a finite number): stopped; "
+                                       "nothing was saved")
+    checkpoint.write_text("weights")
+    with pytest.raises(SystemExit) as ended:
+        plumbing.finish(stop, where=checkpoint)
+    assert f"the last finite checkpoint is kept ({checkpoint})" in str(ended.value)
     stop = plumbing.StopFlag()
     os.kill(os.getpid(), signal.SIGHUP)                       # a closed terminal: a stop like Ctrl-C
     assert stop.requested

@@ -10,8 +10,9 @@ The book's shaping: a real failure (the pole falls or the cart leaves the track)
 Gymnasium stops every episode at 500 steps. That time limit is not a failure: it is neither punished nor
 treated as terminal (the target still bootstraps from s'), and the score is the true episode length.
 Stop rule: when the mean score of the last 10 episodes exceeds 490, save the weights and stop.
-Ctrl-C (or `kill`) stops training between two steps: the weights and the graph are saved once, and the
-script exits with status 130; while watching (--play) it stops and prints the mean of the games so far.
+Ctrl-C, `kill` or a closed terminal stops training between two steps: the weights and the graph are saved, and
+the script exits with status 130; while watching (--play) it stops and prints the mean of the games so far.
+The weights are also saved every 10 episodes, and --load of them goes on where they stopped (training_record.py).
 
 Speed: the agent acts with a numpy forward pass on the current weights (a few microseconds, against about
 0.3 ms for a call into TensorFlow); one compiled training step per environment step returns the updated
@@ -24,6 +25,10 @@ import os
 import random
 from pathlib import Path
 
+from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, catch_signals_at_start, load_weights,
+                      parse_arguments, positive_int, report_scores, seed_everything, stopped_before_training)
+
+catch_signals_at_start(__name__)     # a stop signal while TensorFlow loads (seconds) is kept, not a traceback
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")      # Keras 3 on TensorFlow; set before importing keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,10 +37,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from environment import ACTION_SIZE, STATE_SIZE, make_env  # noqa: E402
-from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, load_weights, parse_arguments,  # noqa: E402
-                      positive_int, report_scores, seed_everything, stopped_before_training)
 from replay_memory import ReplayMemory  # noqa: E402
-from training_record import TrainingRecord  # noqa: E402
+from training_record import TrainingRecord, add_save_dir_argument, stored_facts  # noqa: E402
 from transitions import split_transitions  # noqa: E402
 
 HERE = Path(__file__).resolve().parent                    # every path resolves against this folder
@@ -159,12 +162,12 @@ class DQNAgent:
 
 
 # ---- the training loop: one training step per environment step, the target network copied every episode ----
-# Ends when solved, after `episodes`, or at a stop signal between two steps; then saves everything, once.
-def train(agent, env, episodes, seed, stop, save_dir):
-    record = TrainingRecord(save_dir, NAME, "CartPole DQN")     # weights, graph, TensorBoard: training_record.py
-    scores, total_steps, solved = [], 0, False
-    for e in range(1, episodes + 1):
-        state, _ = env.reset(seed=seed if e == 1 else None)
+# Ends when solved, after `episodes` (resumed ones included), or at a stop signal between two steps; then saves.
+def train(agent, env, episodes, seed, stop, save_dir, load):
+    record = TrainingRecord(save_dir, NAME, "CartPole DQN", load, episodes)   # the run's files: training_record.py
+    scores, total_steps, solved = record.scores, 0, False      # the record's list: a resumed run's scores go on
+    for e in range(len(scores) + 1, episodes + 1):
+        state, _ = env.reset(seed=seed if total_steps == 0 else None)      # seeded once, at the run's first reset
         score, losses, done = 0, [], False
         while not (done or stop.requested):           # Ctrl-C or kill: stop between two steps
             action = agent.get_action(state)
@@ -173,7 +176,7 @@ def train(agent, env, episodes, seed, stop, save_dir):
             # Only a real failure ends the return; a 500-step time limit still bootstraps from s'.
             agent.append_sample(state, action, shape_reward(reward, terminated), next_state, terminated)
             if len(agent.memory) >= agent.train_start:
-                losses.append(agent.train_model())
+                losses.append(stop.check_finite(agent.train_model()))    # NaN or inf: diverged, stop
             state = next_state
             done = terminated or truncated
             total_steps += 1
@@ -185,13 +188,13 @@ def train(agent, env, episodes, seed, stop, save_dir):
         mean_recent = float(np.mean(scores[-SOLVED_WINDOW:]))
         print(f"episode: {e} | score: {score:.1f} | mean of last {SOLVED_WINDOW}: {mean_recent:.1f} | "
               f"memory length: {len(agent.memory)} | epsilon: {agent.epsilon:.3f}")
-        record.episode_done(e, scores, score=score, mean_score_last_10=mean_recent, epsilon=agent.epsilon,
+        record.episode_done(e, agent, stop, score=score, mean_score_last_10=mean_recent, epsilon=agent.epsilon,
                             average_loss=float(np.mean(losses)) if losses else 0.0)
         if len(scores) >= SOLVED_WINDOW and mean_recent > SOLVED_SCORE:
             solved = True
             break
     env.close()
-    record.finish(agent.model, scores, episodes, total_steps, solved, stop.requested)    # exit 130 after a stop
+    record.finish(agent, episodes, total_steps, solved, stop)     # exit 130 after a stop, 1 if diverged
 
 
 # ---- playing: the trained network, greedily (argmax Q), no learning ----
@@ -222,21 +225,21 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=hyperparameters,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--episodes", type=positive_int, default=None, metavar="N",
-                        help=f"training episodes, or games to play with --play (None: {EPISODES} to train, "
-                             f"{PLAY_EPISODES} to play)")
+                        help=f"training episodes (those of a resumed --load count), or games to play with --play "
+                             f"(None: {EPISODES} to train, {PLAY_EPISODES} to play)")
     add_seed_argument(parser)
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="show the gymnasium window (needs pygame and a display; slows training to 50 fps)")
-    parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
-                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
-    add_watching_arguments(parser, TRAINED, "start from these weights (training then explores with epsilon "
-                           f"{EPSILON_MIN}); with --play, the weights to play (None: train from scratch)")
+    add_save_dir_argument(parser, HERE)
+    add_watching_arguments(parser, TRAINED, "start from these weights (saved by this script: go on from their episode "
+                           f"and epsilon; others explore with epsilon {EPSILON_MIN}); with --play, the weights to play "
+                           "(None: train from scratch)")
     return parse_arguments(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    stop = StopFlag()                           # from here on, Ctrl-C and kill only raise this flag
+    stop = StopFlag()                 # from here on, Ctrl-C, kill and a closed terminal only raise this flag
     seed_everything(args.seed)
     agent = DQNAgent(STATE_SIZE, ACTION_SIZE)
 
@@ -250,13 +253,14 @@ def main(argv=None):
 
     if args.load:
         agent.load(args.load)
-        agent.epsilon = agent.epsilon_min         # the loaded network already plays: explore little
-        print(f"loaded {args.load}; epsilon starts at {agent.epsilon}")
+        # Weights saved by this script go on with their own epsilon; others already play: explore little.
+        agent.epsilon = stored_facts(args.load).get("epsilon", agent.epsilon_min)
+        print(f"loaded {args.load}; epsilon starts at {agent.epsilon:g}")
     env = make_env(args.render)
     if stop.requested:
         env.close()
         stopped_before_training()
-    train(agent, env, args.episodes or EPISODES, args.seed, stop, args.save_dir.resolve())
+    train(agent, env, args.episodes or EPISODES, args.seed, stop, args.save_dir.resolve(), args.load)
 
 
 if __name__ == "__main__":

@@ -332,12 +332,14 @@ NEVER = _Never()
 
 def finish(stop, where=None):
     """The last line of a run that saved: exit 1 after a divergence (said in one line, naming `where` the last
-    finite checkpoint is when given; nothing non-finite was saved), 130 after a stop signal (also one that came
-    during the final save), else return."""
+    finite checkpoint is, or that there is none, when given; nothing non-finite was saved), 130 after a stop signal
+    (also one that came during the final save), else return."""
     if getattr(stop, "diverged", None) is not None:
-        kept = f" ({where})" if where is not None else ""
-        sys.exit(f"error: training diverged ({stop.diverged} is not a finite number): stopped; the last finite "
-                 f"checkpoint is kept{kept} (try a smaller learning rate)")
+        kept = "the last finite checkpoint is kept"
+        if where is not None:
+            kept = f"{kept} ({where})" if Path(where).exists() else "nothing was saved"
+        sys.exit(f"error: training diverged ({stop.diverged} is not a finite number): stopped; {kept} "
+                 "(try a smaller learning rate)")
     if stop.requested:
         sys.exit(130)
 

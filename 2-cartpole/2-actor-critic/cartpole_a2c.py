@@ -11,18 +11,22 @@ The book's shaping: a real failure (the pole falls or the cart leaves the track)
 Gymnasium stops every episode at 500 steps. That time limit is not a failure: it is neither punished nor
 treated as terminal (the target still bootstraps from V(s')), and the score is the true episode length.
 Stop rule: when the mean score of the last 10 episodes exceeds 490, save the weights and stop.
-Ctrl-C (or `kill`) stops training between two steps: the weights and the graph are saved once, and the
-script exits with status 130; while watching (--play) it stops and prints the mean of the games so far.
+Ctrl-C, `kill` or a closed terminal stops training between two steps: the weights and the graph are saved, and
+the script exits with status 130; while watching (--play) it stops and prints the mean of the games so far.
 
 Speed: actions are sampled from a numpy forward pass of the actor on its current weights; the compiled
 training step takes the transition as one row (transitions.py), updates both networks and returns the
 actor's new weights. The world (CartPole-v1, its window, the GIF of --record) is in environment.py; what a
-run writes (weights, graph, TensorBoard) in training_record.py; the jobs every chapter shares in plumbing.py.
+run writes and when (every 10 episodes; --load goes on from it) in training_record.py; shared jobs in plumbing.py.
 """
 import argparse
 import os
 from pathlib import Path
 
+from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, catch_signals_at_start, load_weights,
+                      parse_arguments, positive_int, report_scores, seed_everything, stopped_before_training)
+
+catch_signals_at_start(__name__)     # a stop signal while TensorFlow loads (seconds) is kept, not a traceback
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")      # Keras 3 on TensorFlow; set before importing keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,9 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from environment import ACTION_SIZE, STATE_SIZE, make_env  # noqa: E402
-from plumbing import (StopFlag, add_seed_argument, add_watching_arguments, load_weights, parse_arguments,  # noqa: E402
-                      positive_int, report_scores, seed_everything, stopped_before_training)
-from training_record import TrainingRecord  # noqa: E402
+from training_record import TrainingRecord, add_save_dir_argument  # noqa: E402
 from transitions import split_transitions, transition_rows, write_transition  # noqa: E402
 
 HERE = Path(__file__).resolve().parent                    # every path resolves against this folder
@@ -61,7 +63,7 @@ def policy_numpy(actor_weights, state):
     """The actor's forward pass in numpy (same maths as actor(state)); used to act without TensorFlow."""
     w1, b1, w2, b2 = actor_weights
     hidden = np.maximum(state @ w1 + b1, 0.0)
-    logits = hidden @ w2 + b2
+    logits = np.nan_to_num(hidden @ w2 + b2)     # diverged (inf or NaN): still a policy; the loss check stops
     exp = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
     return exp / np.sum(exp, axis=-1, keepdims=True)
 
@@ -158,12 +160,12 @@ class A2CAgent:
 
 
 # ---- the training loop: one update of both networks per environment step ----
-# Ends when solved, after `episodes`, or at a stop signal between two steps; then saves everything, once.
-def train(agent, env, episodes, seed, stop, save_dir):
-    record = TrainingRecord(save_dir, NAME, "CartPole A2C")     # weights, graph, TensorBoard: training_record.py
-    scores, total_steps, solved = [], 0, False
-    for e in range(1, episodes + 1):
-        state, _ = env.reset(seed=seed if e == 1 else None)
+# Ends when solved, after `episodes` (resumed ones included), or at a stop signal between two steps; then saves.
+def train(agent, env, episodes, seed, stop, save_dir, load):
+    record = TrainingRecord(save_dir, NAME, "CartPole A2C", load, episodes)   # the run's files: training_record.py
+    scores, total_steps, solved = record.scores, 0, False      # the record's list: a resumed run's scores go on
+    for e in range(len(scores) + 1, episodes + 1):
+        state, _ = env.reset(seed=seed if total_steps == 0 else None)      # seeded once, at the run's first reset
         score, losses, done = 0, [], False
         while not (done or stop.requested):           # Ctrl-C or kill: stop between two steps
             action = agent.get_action(state)
@@ -171,6 +173,7 @@ def train(agent, env, episodes, seed, stop, save_dir):
             score += reward                           # the true episode length
             # Only a real failure ends the return; a 500-step time limit still bootstraps from V(s').
             losses.append(agent.train_model(state, action, shape_reward(reward, terminated), next_state, terminated))
+            stop.check_finite(sum(losses[-1]))        # a loss that is NaN or inf: training diverged, stop
             state = next_state
             done = terminated or truncated
             total_steps += 1
@@ -181,13 +184,13 @@ def train(agent, env, episodes, seed, stop, save_dir):
         mean_recent = float(np.mean(scores[-SOLVED_WINDOW:]))
         print(f"episode: {e} | score: {score:.1f} | mean of last {SOLVED_WINDOW}: {mean_recent:.1f}")
         actor_losses, critic_losses = zip(*losses)            # (actor loss, critic loss) of every step
-        record.episode_done(e, scores, score=score, mean_score_last_10=mean_recent,
+        record.episode_done(e, agent, stop, score=score, mean_score_last_10=mean_recent,
                             actor_loss=float(np.mean(actor_losses)), critic_loss=float(np.mean(critic_losses)))
         if len(scores) >= SOLVED_WINDOW and mean_recent > SOLVED_SCORE:
             solved = True
             break
     env.close()
-    record.finish(agent.model, scores, episodes, total_steps, solved, stop.requested)    # exit 130 after a stop
+    record.finish(agent, episodes, total_steps, solved, stop)     # exit 130 after a stop, 1 if diverged
 
 
 # ---- playing: the trained actor, greedily (the most probable action), no learning ----
@@ -210,28 +213,26 @@ def play(env, agent, episodes, seed, stop):
 
 # ---- the command line ----
 def parse_args(argv=None):
-    hyperparameters = (f"book hyperparameters: gamma {DISCOUNT_FACTOR}, actor Adam lr {ACTOR_LEARNING_RATE}, "
-                       f"critic Adam lr {CRITIC_LEARNING_RATE}, one update per step, failure reward "
-                       f"{FAILURE_REWARD:g}, stop when the mean of the last {SOLVED_WINDOW} scores > "
-                       f"{SOLVED_SCORE}.")
+    hyperparameters = (f"book hyperparameters: gamma {DISCOUNT_FACTOR}, actor Adam lr {ACTOR_LEARNING_RATE}, critic "
+                       f"Adam lr {CRITIC_LEARNING_RATE}, one update per step, failure reward {FAILURE_REWARD:g}, "
+                       f"stop when the mean of the last {SOLVED_WINDOW} scores > {SOLVED_SCORE}.")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=hyperparameters,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--episodes", type=positive_int, default=None, metavar="N",
-                        help=f"training episodes, or games to play with --play (None: {EPISODES} to train, "
-                             f"{PLAY_EPISODES} to play)")
+                        help=f"training episodes (those of a resumed --load count), or games to play with --play "
+                             f"(None: {EPISODES} to train, {PLAY_EPISODES} to play)")
     add_seed_argument(parser)
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="show the gymnasium window (needs pygame and a display; slows training to 50 fps)")
-    parser.add_argument("--save-dir", type=Path, default=HERE, metavar="DIR",
-                        help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
-    add_watching_arguments(parser, TRAINED, "start training from these weights; with --play, the weights to "
-                           "play (None: train from scratch)")
+    add_save_dir_argument(parser, HERE)
+    add_watching_arguments(parser, TRAINED, "start training from these weights (saved by this script: go on from "
+                           "their episode); with --play, the weights to play (None: train from scratch)")
     return parse_arguments(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    stop = StopFlag()                           # from here on, Ctrl-C and kill only raise this flag
+    stop = StopFlag()                 # from here on, Ctrl-C, kill and a closed terminal only raise this flag
     seed_everything(args.seed)
     agent = A2CAgent(STATE_SIZE, ACTION_SIZE)
 
@@ -250,7 +251,7 @@ def main(argv=None):
     if stop.requested:
         env.close()
         stopped_before_training()
-    train(agent, env, args.episodes or EPISODES, args.seed, stop, args.save_dir.resolve())
+    train(agent, env, args.episodes or EPISODES, args.seed, stop, args.save_dir.resolve(), args.load)
 
 
 if __name__ == "__main__":
