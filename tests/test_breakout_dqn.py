@@ -1,9 +1,14 @@
 """Breakout DQN (3-atari/1-breakout-dqn): preprocessing, histories, the frame-once replay memory, the
 Huber target, the training and playing loops (stopped between steps), the weights file that holds its step
 count, and the scripts end to end (train a few steps, resume, play, stop signals, bad input)."""
+import errno
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import types
 
 import numpy as np
@@ -370,8 +375,8 @@ def test_train_resume_and_play_end_to_end(dqn, checkpoint, tmp_path):
     assert not list(watching.iterdir()) and sorted(CHAPTER.rglob("*")) == chapter_before
 
 
-@pytest.mark.parametrize("signum, second", [(signal.SIGTERM, False), (signal.SIGINT, True)],
-                         ids=["sigterm", "second-ctrl-c-during-the-save"])
+@pytest.mark.parametrize("signum, second", [(signal.SIGTERM, False), (signal.SIGINT, True), (signal.SIGHUP, False)],
+                         ids=["sigterm", "second-ctrl-c-during-the-save", "sighup-a-closed-terminal"])
 def test_a_stop_signal_saves_once_and_exits_130_with_weights_that_load(dqn, checkpoint, tmp_path, signum, second):
     result = interrupt_script(SCRIPT, "--memory-size", 1000, "--train-start", 100, "--save-dir", tmp_path,
                               "--seed", 0, signum=signum, second_signal_during_save=second, timeout=180)
@@ -455,3 +460,261 @@ def test_a_window_that_cannot_open_means_headless_with_a_note():
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert 'cannot open a window (couldn\'t connect to display ":987"): running headless' in result.stdout
     assert len(printed_scores(result.stdout)) == 1
+
+
+# ---- nothing a reader trained is ever lost: failed saves, reruns, signals, numbers that are not finite ----
+def run_launched(launcher, relpath, *args, timeout=300):
+    """Run a chapter script as __main__ through `launcher` (a python -c program that first changes one thing about
+    the process, then runs the script with runpy), like run_script: no display, a temporary working folder."""
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env.update({"PYTHONUNBUFFERED": "1", "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
+                "MPLBACKEND": "Agg"})
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-c", launcher, str(ROOT / relpath), *map(str, args)], cwd=cwd,
+                              env=env, capture_output=True, text=True, timeout=timeout)
+
+
+RUN_SCRIPT = '''
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(script))
+runpy.run_path(script, run_name="__main__")
+'''
+
+# Every file the process writes can hold 4 KiB at most (a weights file is 6.7 MB): each write past that fails as
+# on a full disk (EFBIG instead of ENOSPC). HDF5 writing such a file itself crashed the process at exit (exit 139).
+DISK_FULL_AFTER_4_KIB = '''
+import os, resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)             # a write past the limit fails instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+''' + RUN_SCRIPT
+
+# A closed terminal (SIGHUP) while the script imports Keras: during start-up, before main() runs.
+SIGHUP_WHILE_KERAS_LOADS = '''
+import os, runpy, signal, sys
+
+class SignalWhenKerasLoads:
+    def find_spec(self, name, path=None, target=None):
+        if name == "keras":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGHUP)
+            print("test: SIGHUP sent while keras loads", flush=True)
+        return None
+sys.meta_path.insert(0, SignalWhenKerasLoads())
+''' + RUN_SCRIPT
+
+TINY = ("--memory-size", 100, "--train-start", 50)            # trains from the 50th step, fits anywhere
+
+
+def save_a_checkpoint(dqn, checkpoint, path, step=100, epsilon=0.5, curve=((1, 100, 2.0),)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    agent = dqn.DQNAgent(memory_size=64)
+    checkpoint.save_weights(agent.model, path, step, epsilon, curve[-1][0] if curve else 0, [list(r) for r in curve])
+    return agent
+
+
+def test_the_weights_file_is_built_in_memory_and_loads_as_keras_weights(dqn, checkpoint, tmp_path):
+    agent = dqn.DQNAgent(memory_size=64)
+    plumbing = load_module("3-atari/1-breakout-dqn/plumbing.py")
+    assert plumbing.weights_image(agent.model) is not None       # this Keras: HDF5 never writes to the disk
+    path = tmp_path / "run.weights.h5"
+    checkpoint.save_weights(agent.model, path, 7, 0.5, 1, [[1, 7, 0.0]])
+    other = dqn.DQNAgent(memory_size=64)
+    other.model.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(agent.model.get_weights(), other.model.get_weights()))
+
+
+def test_saves_that_fail_on_a_full_disk_are_one_line_each_and_never_a_crash(dqn, checkpoint, tmp_path):
+    weights = tmp_path / "save_model" / "breakout_dqn.weights.h5"
+    save_a_checkpoint(dqn, checkpoint, weights)
+    before = weights.read_bytes()
+    result = run_launched(DISK_FULL_AFTER_4_KIB, SCRIPT, "--load", weights, "--episodes", 3, "--save-every", 1,
+                          *TINY, "--seed", 0, "--save-dir", tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]                # not 139: no segmentation fault at exit
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    failed = (f"could not save the weights in {weights.parent} (File too large): the last checkpoint there is kept; "
+              "trying again at the next save")
+    lines = result.stdout.splitlines()
+    assert lines.count(failed) == 2 and lines.index(failed) < max(i for i, l in enumerate(lines) if "episode: 3 |" in l)
+    assert result.stderr.strip().splitlines()[-1] == (f"error: could not save the weights in {weights.parent} "
+                                                      "(File too large); the last checkpoint saved there is kept")
+    assert weights.read_bytes() == before and not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_failed_periodic_save_is_one_line_and_training_goes_on_to_save(dqn, tmp_path, capsys, monkeypatch,
+                                                                          own_signal_handlers):
+    saving = sys.modules[dqn.resume.__module__]                  # the dqn_checkpoint that breakout_dqn uses
+    real, calls = saving.save_weights_file, []
+
+    def full_disk_once(model, path, add=None):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(model, path, add)
+    monkeypatch.setattr(saving, "save_weights_file", full_disk_once)
+    run = ["--episodes", "2", "--save-every", "1", *map(str, TINY), "--seed", "0", "--save-dir", str(tmp_path)]
+    assert dqn.main(run) is None
+    out = capsys.readouterr().out
+    assert f"could not save the weights in {tmp_path / 'save_model'} (No space left on device)" in out
+    assert out.index("could not save") < out.index("episode: 2 |")
+    facts = saving.weights_facts(tmp_path / "save_model" / "breakout_dqn.weights.h5")
+    assert [row[0] for row in facts["curve"]] == [1, 2]
+
+
+def test_a_signal_during_the_final_save_of_a_run_that_ended_by_itself_exits_130(dqn, tmp_path, capsys, monkeypatch,
+                                                                                 own_signal_handlers):
+    saving = sys.modules[dqn.resume.__module__]
+    real = saving.save_weights
+
+    def ctrl_c_while_saving(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args)
+    monkeypatch.setattr(saving, "save_weights", ctrl_c_while_saving)
+    with pytest.raises(SystemExit) as ended:
+        dqn.main(["--max-steps", "60", *map(str, TINY), "--seed", "0", "--save-dir", str(tmp_path)])
+    assert ended.value.code == 130
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("weights saved to")     # the save went on
+    assert saving.weights_facts(tmp_path / "save_model" / "breakout_dqn.weights.h5")["global_step"] == 60
+
+
+@pytest.mark.parametrize("script", [SCRIPT, PLAY])
+def test_a_signal_while_the_libraries_load_ends_in_one_line_with_130(tmp_path, script):
+    run = tmp_path / "run"
+    extra = [*TINY, "--save-dir", run] if script == SCRIPT else ["--episodes", 1, "--max-episode-steps", 10]
+    result = run_launched(SIGHUP_WHILE_KERAS_LOADS, script, *extra, timeout=120)
+    assert "test: SIGHUP sent while keras loads" in result.stdout
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "episode:" not in result.stdout
+    if script == SCRIPT:
+        assert result.stderr.strip().splitlines()[-1] == "interrupted before training started: nothing saved"
+        assert not run.exists()
+    else:
+        assert result.stdout.strip().splitlines()[-1] == "interrupted" and "mean score" not in result.stdout
+
+
+def test_a_fresh_run_keeps_the_previous_one_and_a_resumed_run_goes_on_in_place_or_elsewhere(
+        dqn, checkpoint, tmp_path, capsys, own_signal_handlers):
+    weights, graph = tmp_path / "save_model" / "breakout_dqn.weights.h5", tmp_path / "save_graph" / "breakout_dqn.png"
+    run = ["--max-steps", "60", *map(str, TINY), "--seed", "0", "--save-dir", str(tmp_path)]
+    dqn.main(run)
+    first = checkpoint.weights_facts(weights)
+    assert "earlier run" not in capsys.readouterr().out
+    dqn.main(run)                                                          # a rerun: the first run is kept
+    out = capsys.readouterr().out
+    previous = tmp_path / "save_model" / "breakout_dqn.previous.weights.h5"
+    kept = f"an earlier run's files are kept as {previous}, {tmp_path / 'save_graph' / 'breakout_dqn.previous.png'}"
+    assert out.splitlines()[2] == kept                                     # after the precision and the sizes
+    assert checkpoint.weights_facts(previous) == first and graph.is_file()
+    kept_bytes = previous.read_bytes()
+
+    dqn.main(["--load", str(weights), "--max-steps", "120", *map(str, TINY), "--save-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "earlier run" not in out and "resuming at step 60, episode 2" in out      # in place: nothing renamed
+    assert previous.read_bytes() == kept_bytes
+    resumed = checkpoint.weights_facts(weights)
+    assert [row[0] for row in resumed["curve"]] == [1, 2] and resumed["global_step"] == 120
+
+    elsewhere = tmp_path / "elsewhere"                                     # another --save-dir: the record goes on
+    dqn.main(["--load", str(weights), "--max-steps", "180", *map(str, TINY), "--save-dir", str(elsewhere)])
+    moved = checkpoint.weights_facts(elsewhere / "save_model" / "breakout_dqn.weights.h5")
+    assert moved["curve"][:2] == resumed["curve"] and moved["curve"][-1][0] == 3 and moved["global_step"] == 180
+
+
+def test_weights_that_are_not_finite_are_neither_trained_from_played_nor_saved(dqn, checkpoint, tmp_path,
+                                                                               own_signal_handlers):
+    agent = dqn.DQNAgent(memory_size=64)
+    agent.model.set_weights([np.full_like(weight, np.nan) for weight in agent.model.get_weights()])
+    nan = tmp_path / "nan.weights.h5"
+    agent.model.save_weights(nan)                                  # as a run that checked nothing would have
+    for refused in (lambda: checkpoint.resume(dqn.DQNAgent(memory_size=64), nan, "train them anew"),
+                    lambda: dqn.play_main(load=nan, episodes=1)):
+        with pytest.raises(SystemExit) as ended:
+            refused()
+        assert str(ended.value).startswith(f"error: cannot load weights from {nan} (they hold numbers that are not "
+                                           "finite") and "\n" not in str(ended.value)
+    stop = load_module("3-atari/1-breakout-dqn/plumbing.py").StopFlag()
+    files = checkpoint.RunFiles(tmp_path / "run", "breakout_dqn")
+    assert files.save(agent, [[1, 10, 0.0]], 0, stop, final=True) is False      # nothing written, the run stops
+    assert stop.requested and stop.diverged == "a weight of the network"
+    assert not files.weights.exists() and not files.graph.exists()
+
+
+def test_a_learning_rate_that_diverges_ends_in_one_line_exit_1_and_saves_no_nan(tmp_path):
+    result = run_script(SCRIPT, "--learning-rate", "1e30", "--max-steps", 300, "--memory-size", 200,
+                        "--train-start", 40, "--train-freq", 1, "--precision", "float32", "--seed", 0,
+                        "--save-dir", tmp_path, timeout=240)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: training diverged (the loss is not a finite ")
+    assert not (tmp_path / "save_model" / "breakout_dqn.weights.h5").exists()
+    assert "weights saved" not in result.stdout and not list(tmp_path.rglob(".tmp-*"))
+
+
+def set_fact(path, name, value):
+    import h5py
+    with h5py.File(path, "a") as file:
+        if name == "dqn_curve":
+            del file[name]
+            file.create_dataset(name, data=np.asarray(value, np.float64))
+        else:
+            file.attrs[name] = value
+
+
+@pytest.mark.parametrize("name, value", [
+    ("dqn_epsilon", float("nan")), ("dqn_epsilon", 1.5), ("dqn_global_step", "100"), ("dqn_episode", -1),
+    ("dqn_global_step", 2.5), ("dqn_curve", [[1, 100, float("nan")]]), ("dqn_curve", [[1, 100], [2, 200]]),
+    ("dqn_curve", [[1, 100, 2.0], [2, 150, 0.0]]),                       # ends at game 2, the file says game 1
+], ids=["epsilon-nan", "epsilon-1.5", "step-as-text", "episode-negative", "step-not-whole", "curve-nan",
+        "curve-two-columns", "curve-of-another-run"])
+def test_stored_facts_of_the_wrong_type_or_range_are_refused_in_one_line(dqn, checkpoint, tmp_path, name, value):
+    weights = tmp_path / "run.weights.h5"
+    save_a_checkpoint(dqn, checkpoint, weights)
+    set_fact(weights, name, value)
+    with pytest.raises(SystemExit) as refused:
+        checkpoint.resume(dqn.DQNAgent(memory_size=64), weights, "train them anew")
+    message = str(refused.value)
+    assert message.startswith(f"error: cannot read the step count and epsilon stored in {weights}")
+    assert "\n" not in message and message.endswith("train anew without --load")
+
+
+def test_values_are_checked_before_anything_is_made(dqn, frames, capsys):
+    memory = frames.ReplayMemory(10)
+    per_slot = sum(a.nbytes for a in (memory.frames, memory.actions, memory.rewards, memory.deads,
+                                      memory.starts, memory.valid)) / memory.size
+    assert frames.BYTES_PER_FRAME == per_slot
+    with pytest.raises(SystemExit) as refused:                     # 100,000,000 frames: 658 GiB
+        dqn.parse_args(["--memory-size", "100000000", "--train-start", "50"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert refused.value.code == 2 and "argument --memory-size: a replay memory of 100,000,000 frames" in last
+    assert "would need 658.4 GiB of memory" in last
+    assert dqn.parse_args(["--play", "--memory-size", "100000000", "--train-start", "50"]).play   # play: no memory
+    with pytest.raises(SystemExit) as refused:
+        dqn.parse_args(["--save-dir", ""])                          # not the current folder, unasked
+    assert refused.value.code == 2 and "--save-dir" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("script", [SCRIPT, PLAY])
+def test_a_fifo_given_as_weights_is_one_line_not_a_hang(tmp_path, script):
+    fifo = tmp_path / "fifo.weights.h5"
+    os.mkfifo(fifo)
+    extra = ["--max-steps", 1, *TINY, "--save-dir", tmp_path / "run"] if script == SCRIPT else ["--episodes", 1]
+    result = run_script(script, "--load", fifo, *extra, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot load weights from {fifo} (not a regular")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_sidecar_that_is_a_fifo_is_one_line_not_a_hang(dqn, checkpoint, tmp_path):
+    plain = tmp_path / "plain.weights.h5"
+    dqn.DQNAgent(memory_size=64).model.save_weights(plain)
+    os.mkfifo(tmp_path / "plain.json")
+    with pytest.raises(SystemExit) as refused:
+        checkpoint.weights_facts(plain)
+    assert str(refused.value).startswith(f"error: cannot read {tmp_path / 'plain.json'}")
+    assert "not a regular file" in str(refused.value)
+
+
+def test_a_summary_that_is_a_file_is_one_line_exit_1(dqn, tmp_path, own_signal_handlers):
+    (tmp_path / "summary").write_text("a file where the TensorBoard folder goes")
+    with pytest.raises(SystemExit) as refused:
+        dqn.main(["--max-steps", "1", *map(str, TINY), "--save-dir", str(tmp_path)])
+    assert str(refused.value) == f"error: cannot write to {tmp_path / 'summary' / 'breakout_dqn'}: Not a directory"

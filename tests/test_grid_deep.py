@@ -433,20 +433,21 @@ def tensorboard_steps(folder, tag="score"):
     return sorted(steps)
 
 
-def saves_of_weights(monkeypatch, fail=lambda call: False, meanwhile=lambda: None):
-    """Wrap every save of a network's weights: call `meanwhile()` first, then fail as a full disk does where
-    fail(n) is true for the n-th save (1, 2, ...). Returns the list of the saves tried."""
-    import keras
-    real, calls = keras.Sequential.save_weights, []
+def saves_of_weights(module, monkeypatch, fail=lambda call: False, meanwhile=lambda: None):
+    """Wrap every save of the chapter's weights (artefacts.py's call of plumbing.save_run_weights): call
+    `meanwhile()` first, then fail as a full disk does where fail(n) is true for the n-th save (1, 2, ...).
+    Returns the list of the saves tried."""
+    names = module.TrainingArtefacts.__init__.__globals__            # artefacts.py, as this chapter imported it
+    real, calls = names["save_run_weights"], []
 
-    def save_weights(model, path, *args, **kwargs):
+    def save_run_weights(model, path, *args, **kwargs):
         calls.append(path)
         meanwhile()
         if fail(len(calls)):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(model, path, *args, **kwargs)
 
-    monkeypatch.setattr(keras.Sequential, "save_weights", save_weights)
+    monkeypatch.setitem(names, "save_run_weights", save_run_weights)
     return calls
 
 
@@ -463,7 +464,7 @@ def one_line_error(exit_info):
 def test_a_failed_periodic_save_is_one_line_and_training_goes_on(script, tmp_path, monkeypatch, capsys):
     module = load_module(script)
     monkeypatch.setattr(module, "SAVE_EVERY", 1)
-    calls = saves_of_weights(monkeypatch, fail=lambda call: call == 2)        # the save after episode 2
+    calls = saves_of_weights(module, monkeypatch, fail=lambda call: call == 2)        # the save after episode 2
     module.main([*QUICK, "--episodes", "3", "--save-dir", str(tmp_path)])
     out = capsys.readouterr().out
     folder = tmp_path / "save_model"
@@ -480,7 +481,7 @@ def test_a_failed_final_save_exits_1_in_one_line_keeping_the_last_checkpoint(scr
                                                                              capsys):
     module = load_module(script)
     monkeypatch.setattr(module, "SAVE_EVERY", 1)
-    saves_of_weights(monkeypatch, fail=lambda call: call >= 2)               # the disk is full after episode 1
+    saves_of_weights(module, monkeypatch, fail=lambda call: call >= 2)               # the disk is full after episode 1
     with pytest.raises(SystemExit) as exit_info:
         module.main([*QUICK, "--episodes", "3", "--save-dir", str(tmp_path)])
     assert one_line_error(exit_info) == (f"error: could not save the weights in {tmp_path / 'save_model'} (No "
@@ -551,7 +552,7 @@ def test_a_signal_during_start_up_exits_130_in_one_line(script, mode, tmp_path):
 @pytest.mark.parametrize("script", [DEEP_SARSA, REINFORCE])
 def test_a_signal_during_the_final_save_exits_130_after_it(script, tmp_path, monkeypatch, capsys):
     module = load_module(script)
-    saves_of_weights(monkeypatch, meanwhile=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    saves_of_weights(module, monkeypatch, meanwhile=lambda: os.kill(os.getpid(), signal.SIGTERM))
     with pytest.raises(SystemExit) as exit_info:
         module.main([*QUICK, "--episodes", "2", "--save-dir", str(tmp_path)])    # no periodic save: 2 < 100
     assert exit_info.value.code == 130

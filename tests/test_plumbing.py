@@ -218,13 +218,15 @@ def test_keep_previous_sets_an_earlier_run_aside_and_says_so(tmp_path, capsys):
     weights.write_text("old weights")
     summary.mkdir(parents=True)
     (summary / "events").write_text("old events")
-    kept = plumbing.keep_previous([weights, graph, summary])
+    kept = plumbing.keep_previous([weights, graph], folders=[summary])
     assert kept == [tmp_path / "run.previous.weights.h5", tmp_path / "summary" / "run.previous"]
     assert capsys.readouterr().out == f"an earlier run's files are kept as {kept[0]}, {kept[1]}\n"
     assert kept[0].read_text() == "old weights" and (kept[1] / "events").read_text() == "old events"
     assert not weights.exists() and not graph.exists() and not summary.exists()
     summary.mkdir()                                          # an empty folder holds no run: nothing to keep
-    assert plumbing.keep_previous([summary]) == [] and capsys.readouterr().out == ""
+    assert plumbing.keep_previous([], folders=[summary]) == [] and capsys.readouterr().out == ""
+    (graph / "in the way").mkdir(parents=True)              # a folder where a file goes is no earlier run's file
+    assert plumbing.keep_previous([graph]) == [] and graph.is_dir()
 
 
 def test_keep_previous_never_replaces_the_file_a_run_resumes_from(tmp_path, capsys):
@@ -337,3 +339,25 @@ def test_values_that_cannot_work_are_refused_before_anything_is_made(tmp_path, m
     with pytest.raises(SystemExit):
         plumbing.check_memory(parser, "--memory-size", 2 ** 31, "a replay memory")
     plumbing.check_memory(parser, "--memory-size", 2 ** 29, "a replay memory")
+
+
+def test_a_full_disk_under_a_keras_save_is_one_line_not_a_crash(tmp_path):
+    """HDF5 writing to a disk that fails leaves the process to crash as it exits (exit 139); save_run_weights builds
+    the file in memory, so a full disk (here: a file size limit) is one line and exit 1."""
+    pytest.importorskip("keras")
+    code = f"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)         # a write past the limit fails with EFBIG instead
+sys.path.insert(0, {str(PLUMBING.parent)!r})
+import plumbing, keras
+model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(256)])
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+plumbing.try_save("the weights", {str(tmp_path)!r},
+                  lambda: plumbing.save_run_weights(model, {str(tmp_path / 'run.weights.h5')!r}, episodes=1), final=True)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 1, result.stderr[-2000:]            # not -11 / 139: no segmentation fault
+    assert f"error: could not save the weights in {tmp_path} (File too large)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())                             # nothing half-written, no temp file

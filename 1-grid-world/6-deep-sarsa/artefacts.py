@@ -56,7 +56,7 @@ class TrainingArtefacts:
         self.summary_dir = args.save_dir / "summary"
         self.scores = list(facts.get("curve", []))           # the loop appends to the resumed run's curve
         ensure_writable(self.summary_dir / name, self.weights_path.parent, self.graph_path.parent)
-        keep_previous([self.weights_path, self.graph_path, self.summary_dir / name], resumed_from=args.load)
+        keep_previous([self.weights_path, self.graph_path], args.load, folders=[self.summary_dir / name])
         if facts:
             print(f"going on from {args.load}: {len(self.scores)} episodes done, episode {len(self.scores) + 1} "
                   "is next", flush=True)

@@ -80,7 +80,7 @@ class TrainingRecord:
         self.title = title                        # of the graph
         self.weights_path = save_dir / "save_model" / f"{name}.weights.h5"
         self.graph_path = save_dir / "save_graph" / f"{name}.png"
-        keep_previous([self.weights_path, self.graph_path, save_dir / "summary" / name], resumed_from=load)
+        keep_previous([self.weights_path, self.graph_path], load, folders=[save_dir / "summary" / name])
         if self.scores:
             print(f"resuming {load} at episode {len(self.scores) + 1}: its scores, graph and TensorBoard steps go on")
         self.writer = tf.summary.create_file_writer(str(save_dir / "summary" / name))

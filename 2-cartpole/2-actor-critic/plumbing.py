@@ -9,7 +9,8 @@ Libraries beyond Python's own (numpy, TensorFlow, matplotlib, Pillow, h5py) are 
 need them: importing this file takes milliseconds, so a script that imports it first can catch a stop signal from
 its first instant (catch_signals_at_start), and a tabular chapter starts in a fraction of a second.
 
-    saving      atomic_write, ensure_writable, try_save, keep_previous, finite, save_run_weights, run_facts,
+    saving      atomic_write, ensure_writable, try_save, keep_previous, finite, weights_image, save_weights_file,
+                save_run_weights, run_facts,
                 check_weights_file, load_weights, save_graph, frames_for, write_gif, half_size
     stopping    catch_signals_at_start (with quiet output once the terminal is closed), StopFlag, NEVER,
                 stopped_before_training, finish
@@ -65,7 +66,8 @@ def try_save(what, folder, write, final):
         write()
         return True
     except Exception as error:            # OSError from the disk; h5py and Keras wrap some of them in other types
-        reason = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = getattr(error, "strerror", None) or str(error)
+        reason = (str(reason).strip().splitlines() or [type(error).__name__])[0]     # h5py's run over several lines
         if final:
             sys.exit(f"error: could not save {what} in {folder} ({reason}); the last checkpoint saved there is kept")
         print(f"could not save {what} in {folder} ({reason}): the last checkpoint there is kept; trying again at "
@@ -80,25 +82,26 @@ def previous_name(path, tag="previous"):
     return path.with_name(f"{stem}.{tag}{dot}{endings}")
 
 
-def keep_previous(paths, resumed_from=None):
-    """A fresh run never overwrites an earlier run's files without a word: each of `paths` (files, or folders such
-    as TensorBoard's) that exists is renamed to its previous_name, replacing an older previous copy, and one line
-    says so. A run resumed (--load) from one of these very files goes on in place instead. A run resumed from a
-    previous copy keeps the newer files as previous-2 (so the file it loaded is not replaced)."""
+def keep_previous(paths, resumed_from=None, folders=()):
+    """A fresh run never overwrites an earlier run's files without a word: each file of `paths`, and each folder of
+    `folders` (TensorBoard's) that holds something, is renamed to its previous_name, replacing an older previous
+    copy, and one line says so. A run resumed (--load) from one of these very files goes on in place instead. A run
+    resumed from a previous copy keeps the newer files as previous-2 (so the file it loaded is not replaced)."""
     import shutil
-    paths = [Path(path) for path in paths]
+    paths, folders = [Path(path) for path in paths], [Path(folder) for folder in folders]
     resumed = Path(resumed_from).resolve() if resumed_from is not None else None
     if resumed is not None and resumed in {path.resolve() for path in paths}:
         return []
     tag = "previous-2" if resumed in {previous_name(path).resolve() for path in paths} else "previous"
+    earlier = [path for path in paths if path.is_file()]
+    earlier += [folder for folder in folders if folder.is_dir() and any(folder.iterdir())]
     kept = []
-    for path in paths:
-        if path.is_file() or (path.is_dir() and any(path.iterdir())):       # an empty folder holds no run
-            target = previous_name(path, tag)
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(path, target)
-            kept.append(target)
+    for path in earlier:
+        target = previous_name(path, tag)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(path, target)
+        kept.append(target)
     if kept:
         print(f"an earlier run's files are kept as {', '.join(str(path) for path in kept)}", flush=True)
     return kept
@@ -110,20 +113,59 @@ def finite(weights):
     return all(np.isfinite(np.asarray(weight, dtype=np.float64)).all() for weight in weights)
 
 
+def weights_image(model):
+    """The Keras weights file of `model` (what model.save_weights writes), built in memory: an io.BytesIO.
+
+    HDF5 must never write to a disk that fails: after a failed write (a full disk) it keeps handles to a file it has
+    already freed, and the process crashes as it exits (a segmentation fault, exit 139), long after the error was
+    handled (h5py issue #914, a bug of the HDF5 library). model.save_weights takes only a file name, so this runs
+    the code behind it, which also takes an io.BytesIO (keras.src.saving.saving_lib, the same in Keras 3.3 to 3.15).
+    None where a later Keras has moved that code: save_weights_file then lets HDF5 write the file, as Keras does."""
+    import io
+    try:
+        from keras.src.saving import saving_lib
+        image = io.BytesIO()
+        store = saving_lib.H5IOStore(image, mode="w")
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+        store.close()
+    except (ImportError, AttributeError, TypeError):
+        return None
+    return image
+
+
+def save_weights_file(model, path, add=None):
+    """The weights file of `model` at `path`, with whatever add(h5py.File) puts in it too (facts, an optimiser's
+    state), written atomically: the weights and what goes with them never disagree, and the file stays a plain Keras
+    weights file (model.load_weights reads it). Built in memory (weights_image), so a full disk is an ordinary
+    OSError from Python's own write."""
+    import h5py                            # Keras's own dependency for .weights.h5 files
+    image = weights_image(model)
+    if image is not None and add is not None:
+        with h5py.File(image, "a") as file:
+            add(file)
+
+    def write(tmp):
+        if image is not None:
+            Path(tmp).write_bytes(image.getvalue())
+            return
+        model.save_weights(tmp)            # a Keras without the code weights_image uses: as model.save_weights does
+        if add is not None:
+            with h5py.File(tmp, "a") as file:
+                add(file)
+    atomic_write(path, write)
+
+
 def save_run_weights(model, path, curve=None, **facts):
     """The weights and, in the same file, what a resumed run goes on from: `facts` (numbers or text, HDF5 attributes
-    run_<name>) and `curve` (rows of numbers, dataset run_curve). Written atomically: the weights and their facts
-    never disagree. The file stays a plain Keras weights file (model.load_weights reads it)."""
+    run_<name>) and `curve` (rows of numbers, dataset run_curve), written by save_weights_file."""
     import numpy as np
-    def write(tmp):
-        model.save_weights(tmp)
-        import h5py                        # Keras's own dependency for .weights.h5 files
-        with h5py.File(tmp, "a") as file:
-            file.attrs.update({f"run_{key}": value for key, value in facts.items()})
-            if curve is not None:
-                rows = np.asarray(curve, dtype=np.float64)
-                file.create_dataset("run_curve", data=rows.reshape(len(rows), -1))
-    atomic_write(path, write)
+
+    def add(file):
+        file.attrs.update({f"run_{key}": value for key, value in facts.items()})
+        if curve is not None:
+            rows = np.asarray(curve, dtype=np.float64)
+            file.create_dataset("run_curve", data=rows.reshape(len(rows), -1))
+    save_weights_file(model, path, add)
 
 
 def run_facts(path, checks=None):

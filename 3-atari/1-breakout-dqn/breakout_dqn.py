@@ -28,7 +28,8 @@ What differs from the book's 2017 code, and why:
   that picks the greedy action (steps that act at random do not run the network at all).
 - The step count, epsilon and score curve that --load resumes from are stored inside the weights file
   (HDF5 attributes), so one atomic rename writes them together (dqn_checkpoint.py); the shipped weights
-  from before that keep them in breakout_dqn_trained.json beside the file, which is still read.
+  from before that keep them in breakout_dqn_trained.json beside the file, which is still read. A failed save is
+  one line (training goes on), a fresh run keeps the last one's files, and NaN weights are never saved.
 - `--precision bfloat16` runs the hidden layers in bfloat16 (Keras's mixed_bfloat16: the weights, the Q-value
   layer, the Huber loss and Adam stay float32, so weight files are the same in both precisions); `auto` (the
   default) picks it only where it is faster: a GPU with bfloat16 tensor cores or a CPU with AMX.
@@ -40,9 +41,15 @@ Play:  python 3-atari/1-breakout-dqn/breakout_dqn.py --play     (or play_dqn_mod
 import argparse
 import os
 import random
-import sys
 from pathlib import Path
 
+# The jobs every chapter shares (plumbing.py), first: a stop signal while the libraries below load is kept.
+from plumbing import (NEVER, StopFlag, add_precision_argument, add_seed_argument, announce_precision,
+                      catch_signals_at_start, dtype_policy, frames_for, gif_path, headless_unless_display,
+                      headless_unless_window, load_weights, parse_arguments, positive_float, positive_int,
+                      report_scores, save_folder, seed_everything, stopped_before_training, write_gif)
+
+catch_signals_at_start(__name__)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -51,15 +58,11 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-# This folder's modules: saving and logging, the world, the replay memory, the jobs every chapter shares.
-from dqn_checkpoint import EpisodeStats, resume, save_run
+# This folder's modules: saving and logging, the world, the replay memory.
+from dqn_checkpoint import EpisodeStats, RunFiles, resume
 from environment import (ALE_ACTION, FIRE, FRAME_SIZE, HISTORY_LENGTH, make_env, new_history, next_history_of,
                          pre_processing, start_game)
 from frame_memory import ReplayMemory, check_sizes
-from plumbing import (NEVER, StopFlag, add_precision_argument, add_seed_argument, announce_precision, dtype_policy,
-                      ensure_writable, frames_for, gif_path, headless_unless_display, headless_unless_window,
-                      load_weights, parse_arguments, positive_float, positive_int, report_scores, seed_everything,
-                      stopped_before_training, write_gif)
 
 HERE = Path(__file__).resolve().parent
 NAME = "breakout_dqn"
@@ -220,7 +223,7 @@ def train(agent, env, episodes=EPISODES, max_steps=None, train_freq=TRAIN_FREQ, 
                 if agent.epsilon > agent.epsilon_end:
                     agent.epsilon = max(agent.epsilon_end, agent.epsilon - agent.epsilon_decay_step)
                 if agent.global_step % train_freq == 0:
-                    stats.add_loss(agent.train_model())
+                    stats.add_loss(agent.train_model(), stop)          # a loss of NaN or inf stops the run
             if agent.global_step % agent.update_target_rate == 0:
                 agent.update_target_model()
 
@@ -318,7 +321,7 @@ def parse_args(argv=None):
     add_seed_argument(parser, help="random seed (None: random)")
     parser.add_argument("--render", action=argparse.BooleanOptionalAction, default=False,
                         help="show the game window (slow)")
-    parser.add_argument("--save-dir", type=Path, default=HERE,
+    parser.add_argument("--save-dir", type=save_folder, default=HERE,
                         help="artefacts go to DIR/save_model, DIR/save_graph, DIR/summary")
     parser.add_argument("--load", type=Path, default=None,
                         help="start from these weights, resuming their step count and epsilon (with --play: play them)")
@@ -330,7 +333,8 @@ def parse_args(argv=None):
                         help="save the games played as an animated GIF, in colour (no window needed; "
                              "--episodes 1 keeps it short)")
     args = parse_arguments(parser, argv)
-    check_sizes(parser, args.memory_size, args.train_start, BATCH_SIZE)   # sizes that would hang or never train
+    # Sizes that would hang, never train, or (training) not fit in this machine's memory.
+    check_sizes(parser, args.memory_size, args.train_start, BATCH_SIZE, training=not args.play)
     return args
 
 
@@ -355,15 +359,12 @@ def main(argv=None):
         first_episode, curve = resume(agent, args.load, f"train them with: python {Path(__file__).name}")
     if stop.requested:                    # stopped while the networks were built: before any folder is made
         stopped_before_training()
-    model_dir, graph_dir = args.save_dir / "save_model", args.save_dir / "save_graph"
-    summary_dir = args.save_dir / "summary" / NAME
-    ensure_writable(model_dir, graph_dir, summary_dir)
-    weights_path, graph_path = model_dir / f"{NAME}.weights.h5", graph_dir / f"{NAME}.png"
+    files = RunFiles(args.save_dir, NAME, resumed_from=args.load)   # folders checked, an earlier run's files kept
     env = make_env(args.render)
-    writer = tf.summary.create_file_writer(str(summary_dir))
+    writer = tf.summary.create_file_writer(str(files.summary))
 
-    def save_all():                       # the weights with their step count, epsilon and curve; the graph
-        save_run(agent, curve, first_episode - 1, weights_path, graph_path)
+    def save_all(final=False):            # the weights with their step count, epsilon and curve, then the graph
+        return files.save(agent, curve, first_episode - 1, stop, final)
 
     start_step = agent.global_step
     stopped = train(agent, env, args.episodes or EPISODES, args.max_steps, args.train_freq, first_episode, curve,
@@ -371,13 +372,9 @@ def main(argv=None):
     env.close()
     if stopped and agent.global_step == start_step:
         stopped_before_training()
-    save_all()
+    save_all(final=True)
     writer.flush()
-    if stopped:
-        print(f"\ninterrupted at step {agent.global_step}: weights saved to {weights_path}, graph to {graph_path}")
-        sys.exit(130)
-    print(f"weights saved to {weights_path} (step count, epsilon and score curve inside it),"
-          f" graph to {graph_path}, TensorBoard logs in {summary_dir}")
+    files.last_line(stop, stopped, agent.global_step)      # exit 1 after a divergence, 130 after a stop signal
 
 
 if __name__ == "__main__":

@@ -7,10 +7,15 @@ gives the same minibatches: the states it rebuilds are exactly the histories the
     memory.start_history(state)                        the first frame of a game
     memory.append(action, reward, next_state, dead)    one transition (the agent's append_sample)
     memory.sample(batch_size) -> states, actions, rewards, next_states, deads   (states: batch x 4 x 84 x 84)
+    check_sizes(parser, memory_size, train_start, batch_size, training)   --memory-size and --train-start
 """
 import numpy as np
 
 from environment import FRAME_SIZE, HISTORY_LENGTH
+from plumbing import check_memory
+
+# The memory one slot takes: its 84x84 uint8 frame, action (int32), reward and dead (float32), start and valid flags.
+BYTES_PER_FRAME = FRAME_SIZE * FRAME_SIZE + 4 + 4 + 4 + 1 + 1
 
 
 class ReplayMemory:
@@ -76,9 +81,10 @@ class ReplayMemory:
                 self.stacks(chosen), self.deads[chosen])
 
 
-def check_sizes(parser, memory_size, train_start, batch_size):
+def check_sizes(parser, memory_size, train_start, batch_size, training=True):
     """Refuse, as argparse errors (exit 2), sizes that would hang or never train: sample() needs a minibatch's
-    worth of usable transitions, and training starts only once train_start frames are in memory."""
+    worth of usable transitions, and training starts only once train_start frames are in memory. When `training`,
+    also a memory that this machine could not hold once full (--memory-size 100000000 would need 658 GiB)."""
     if memory_size < batch_size + HISTORY_LENGTH:
         parser.error(f"argument --memory-size: the replay memory must hold a minibatch of {batch_size} "
                      f"transitions and a {HISTORY_LENGTH}-frame history, at least {batch_size + HISTORY_LENGTH}"
@@ -89,3 +95,6 @@ def check_sizes(parser, memory_size, train_start, batch_size):
     if train_start > memory_size:
         parser.error(f"argument --train-start: {train_start} frames never fit in a replay memory of "
                      f"--memory-size {memory_size}, so training would never start")
+    if training:
+        check_memory(parser, "--memory-size", memory_size * BYTES_PER_FRAME,
+                     f"a replay memory of {memory_size:,} frames ({BYTES_PER_FRAME:,} bytes each)")

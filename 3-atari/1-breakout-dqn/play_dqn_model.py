@@ -13,8 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # this folder's breakout_dqn.py and plumbing.py
 
-from breakout_dqn import PLAY_EPISODES, PLAY_EPSILON, TRAINED, play_main
-from plumbing import add_precision_argument, add_seed_argument, gif_path, parse_arguments, positive_int, probability
+from plumbing import (add_precision_argument, add_seed_argument, catch_signals_at_start, gif_path, parse_arguments,
+                      positive_int, probability)
+
+catch_signals_at_start(__name__)      # before TensorFlow loads (seconds): a stop signal then ends the games at once
+from breakout_dqn import PLAY_EPISODES, PLAY_EPSILON, TRAINED, play_main  # noqa: E402
 
 
 def parse_args(argv=None):

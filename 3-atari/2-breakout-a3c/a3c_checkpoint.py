@@ -34,7 +34,7 @@ import numpy as np
 
 from environment import PREPROCESSINGS
 from plumbing import (atomic_write, check_weights_file, ensure_writable, finite, keep_previous, load_weights,
-                      log_scalars, save_graph, try_save)
+                      log_scalars, save_graph, save_weights_file, try_save)
 
 CURVE_COLUMNS = ["episode", "total_steps", "score", "duration", "thread", "seconds"]
 
@@ -58,15 +58,13 @@ def save_weights(model, path, optimizer=None, **facts):
     """The weights, the facts about them (preprocessing, steps, games, seconds) and the optimiser's state (so
     that --load goes on where training stopped) in ONE Keras weights file, written atomically: after a kill
     the file on disk is the old one or the new one, never a mismatched pair."""
-    def write(tmp):
-        model.save_weights(tmp)
-        with h5py.File(tmp, "a") as file:
-            file.attrs.update({f"a3c_{key}": value for key, value in facts.items()})
-            if optimizer is not None:
-                group = file.create_group("a3c_optimizer")
-                for index, variable in enumerate(optimizer.variables):
-                    group.create_dataset(str(index), data=np.asarray(variable))
-    atomic_write(path, write)
+    def add(file):
+        file.attrs.update({f"a3c_{key}": value for key, value in facts.items()})
+        if optimizer is not None:
+            group = file.create_group("a3c_optimizer")
+            for index, variable in enumerate(optimizer.variables):
+                group.create_dataset(str(index), data=np.asarray(variable))
+    save_weights_file(model, path, add)     # built in memory: a full disk is an error, never a crash
 
 
 def save_checkpoint(agent, path, final=False):
