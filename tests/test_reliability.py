@@ -39,7 +39,7 @@ RUNS = {
                      ["--threads", 2, "--max-steps", 10 ** 9, "--save-every", 1]),
 }
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
-CASES_PER_SCRIPT = 2
+CASES_PER_SCRIPT = 1
 
 
 def draw_cases(seed=20261206):
