@@ -164,8 +164,13 @@ def test_targets_and_huber_loss_by_hand(dqn):
 
 
 def test_train_step_loss_uses_the_target_network_and_moves_the_weights(dqn):
+    """The target network gets weights of its own (its Q-values shifted by 1.0), so a train_step that bootstrapped
+    from the online network (self.model instead of self.target_model, tried on a copy) gives another loss here."""
     import tensorflow as tf
     agent = dqn.DQNAgent(memory_size=64)
+    target_weights = agent.model.get_weights()
+    target_weights[-1] = target_weights[-1] + 1.0                 # the Q-value layer's bias: every Q-value + 1
+    agent.target_model.set_weights(target_weights)
     rng = np.random.default_rng(0)
     states = rng.integers(0, 255, (4, 4, 84, 84), dtype=np.uint8)
     next_states = rng.integers(0, 255, (4, 4, 84, 84), dtype=np.uint8)
@@ -173,10 +178,13 @@ def test_train_step_loss_uses_the_target_network_and_moves_the_weights(dqn):
     rewards = np.array([1.0, 0.0, -1.0, 0.0], np.float32)
     deads = np.array([0.0, 1.0, 0.0, 0.0], np.float32)
     q = agent.model(dqn.to_network_input(states)).numpy()[np.arange(4), actions]
-    next_q = agent.target_model(dqn.to_network_input(next_states)).numpy().max(axis=1)
-    targets = rewards + 0.99 * (1 - deads) * next_q
-    error = np.abs(targets - q)
-    expected = np.mean(np.where(error <= 1, 0.5 * error ** 2, error - 0.5))
+
+    def huber_of_targets(network):
+        next_q = network(dqn.to_network_input(next_states)).numpy().max(axis=1)
+        error = np.abs(rewards + 0.99 * (1 - deads) * next_q - q)
+        return np.mean(np.where(error <= 1, 0.5 * error ** 2, error - 0.5))
+    expected, if_online = huber_of_targets(agent.target_model), huber_of_targets(agent.model)
+    assert abs(expected - if_online) > 0.1                      # the two networks' targets differ here
     before = agent.model.get_weights()[-1].copy()
     loss = float(agent.train_step(states, actions, rewards, next_states, deads))
     assert loss == pytest.approx(expected, rel=1e-4)
