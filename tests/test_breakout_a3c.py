@@ -255,6 +255,31 @@ def test_turns_never_let_more_threads_play_than_slots():
     assert turns.free == 2 and not turns.waiting
 
 
+def test_turns_let_exactly_slots_threads_play_at_once():
+    """Turns(2): two threads get a turn at once, the third waits until one gives its turn back (a Turns that let only
+    one thread play, or all of them, fails here; no sleeps: each wait ends as soon as the thing waited for happens)."""
+    turns = load_module(TURNS).Turns(2)
+
+    def taking_a_turn():
+        thread = threading.Thread(target=turns.acquire, daemon=True)
+        thread.start()
+        return thread
+    first, second = taking_a_turn(), taking_a_turn()
+    for holder in (first, second):
+        holder.join(timeout=10)
+        assert not holder.is_alive(), "a second thread could not play beside the first"
+    third = taking_a_turn()
+    for _ in range(2000):                                      # until the third stands in the queue (10 s at most)
+        if turns.waiting or not third.is_alive():
+            break
+        third.join(timeout=0.005)
+    assert third.is_alive(), "a third thread got a turn while two were playing"
+    assert len(turns.waiting) == 1
+    turns.release()                                            # one of the two gives its turn back
+    third.join(timeout=10)
+    assert not third.is_alive() and turns.free == 0 and not turns.waiting
+
+
 def test_more_threads_than_cores_all_take_part(a3c, tmp_path):
     agent = a3c.A3CAgent(threads=4, active_threads=2, t_max=5, save_dir=tmp_path, seed=0, verbose=False)
     assert agent.turns.free == 2
