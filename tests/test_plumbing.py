@@ -361,3 +361,18 @@ plumbing.try_save("the weights", {str(tmp_path)!r},
     assert f"error: could not save the weights in {tmp_path} (File too large)" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())                             # nothing half-written, no temp file
+
+
+def test_the_grid_worlds_draw_their_pictures_with_one_text():
+    """grid_picture and grid_animation (what --record draws) live in each grid folder's environment.py, so that a
+    folder copied alone still records: the copies must stay the same text."""
+    sources = {}
+    for path in sorted(ROOT.glob("1-grid-world/*/environment.py")):
+        text = path.read_text(encoding="utf-8")
+        for name, node in top_level(ast.parse(text)).items():
+            if name in ("grid_picture", "grid_animation"):
+                sources.setdefault(name, {})[relative(path)] = ast.get_source_segment(text, node)
+    assert set(sources) == {"grid_picture", "grid_animation"}
+    for name, copies in sources.items():
+        assert len(copies) == 7, f"{name} is missing in some grid folder: {sorted(copies)}"
+        assert len(set(copies.values())) == 1, f"{name} differs between {sorted(copies)}"
