@@ -610,7 +610,8 @@ def test_a_fresh_run_keeps_the_previous_one_and_a_resumed_run_goes_on_in_place_o
     dqn.main(run)                                                          # a rerun: the first run is kept
     out = capsys.readouterr().out
     previous = tmp_path / "save_model" / "breakout_dqn.previous.weights.h5"
-    kept = f"an earlier run's files are kept as {previous}, {tmp_path / 'save_graph' / 'breakout_dqn.previous.png'}"
+    kept = (f"an earlier run's files are kept as {previous}, {tmp_path / 'save_graph' / 'breakout_dqn.previous.png'}, "
+            f"{tmp_path / 'summary' / 'breakout_dqn.previous'}")              # TensorBoard: the earlier run apart
     assert out.splitlines()[2] == kept                                     # after the precision and the sizes
     assert checkpoint.weights_facts(previous) == first and graph.is_file()
     kept_bytes = previous.read_bytes()

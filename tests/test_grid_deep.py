@@ -633,8 +633,8 @@ def test_a_diverging_run_exits_1_in_one_line_and_saves_no_nan(script, tmp_path):
     result = run_script(script, *QUICK, "--episodes", 5, "--learning-rate", "1e30", "--save-dir", tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert re.fullmatch(r"error: training diverged \((the loss|a weight) is not a finite number\): stopped; the "
-                        r"last finite checkpoint is kept \(try a smaller learning rate\)",
+    assert re.fullmatch(r"error: training diverged \((the loss|a weight) is not a finite number\): stopped; "
+                        r"nothing was saved \(try a smaller learning rate\)",                    # 5 < SAVE_EVERY
                         result.stderr.strip().splitlines()[-1])
     assert "weights saved" not in result.stdout
     assert not weights_in(tmp_path, script).exists() and not graph_in(tmp_path, script).exists()
@@ -671,7 +671,8 @@ def test_weights_that_are_not_finite_are_never_saved(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run.report()
     assert one_line_error(exit_info) == ("error: training diverged (a weight is not a finite number): stopped; the "
-                                         "last finite checkpoint is kept (try a smaller learning rate)")
+                                         f"last finite checkpoint is kept ({weights_in(tmp_path, DEEP_SARSA)}) "
+                                         "(try a smaller learning rate)")
     assert "saved" not in capsys.readouterr().out
 
 

@@ -97,4 +97,4 @@ class TrainingArtefacts:
                 print(f"weights saved to {self.weights_path}")
                 print(f"graph saved to {self.graph_path}")
                 print(f"TensorBoard: tensorboard --logdir {self.summary_dir}")
-        finish(self.stop)
+        finish(self.stop, where=self.weights_path)     # says where the last finite checkpoint is, or none

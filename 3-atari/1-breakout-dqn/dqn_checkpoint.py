@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from plumbing import (ensure_writable, finish, finite, keep_previous, load_weights, log_scalars, save_graph,
+from plumbing import (NEVER, ensure_writable, finish, finite, keep_previous, load_weights, log_scalars, save_graph,
                       save_weights_file, try_save)
 
 
@@ -49,7 +49,7 @@ class RunFiles:
         self.graph = save_dir / "save_graph" / f"{name}.png"
         self.summary = save_dir / "summary" / name
         ensure_writable(self.weights.parent, self.graph.parent, self.summary)
-        keep_previous([self.weights, self.graph], resumed_from)
+        keep_previous([self.weights, self.graph], resumed_from, folders=[self.summary])
 
     def save(self, agent, curve, episode_before, stop, final=False):
         """The checkpoint: the weights with their facts (the last finished game: the curve's, or `episode_before`
@@ -165,11 +165,10 @@ class EpisodeStats:
         if max_q is not None:                                         # None: a random action
             self.sum_max_q, self.greedy_steps = self.sum_max_q + max_q, self.greedy_steps + 1
 
-    def add_loss(self, loss, stop=None):
+    def add_loss(self, loss, stop=NEVER):
         """Count a training step's loss; one that is NaN or infinite stops the run as diverged (stop.check_finite):
         nothing is saved after it, and the last finite checkpoint stays."""
-        if hasattr(stop, "check_finite"):                             # plumbing's StopFlag (not NEVER)
-            stop.check_finite(loss)
+        stop.check_finite(loss)
         self.sum_loss, self.train_steps = self.sum_loss + loss, self.train_steps + 1
 
     def report(self, writer, episode, score, step, epsilon, global_step):
