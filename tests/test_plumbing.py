@@ -376,3 +376,17 @@ def test_the_grid_worlds_draw_their_pictures_with_one_text():
     for name, copies in sources.items():
         assert len(copies) == 7, f"{name} is missing in some grid folder: {sorted(copies)}"
         assert len(set(copies.values())) == 1, f"{name} differs between {sorted(copies)}"
+
+
+def test_a_gif_that_cannot_be_written_is_one_line_and_exit_1(tmp_path):
+    plumbing = plumbing_module()
+    (tmp_path / "walk.gif").mkdir()                            # a folder where the GIF goes
+    with pytest.raises(SystemExit) as refused:
+        plumbing.write_gif(tmp_path / "walk.gif", [plumbing.half_size(np_frame()) for _ in range(2)], 0.1)
+    assert str(refused.value).startswith(f"error: could not save walk.gif in {tmp_path} (")
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def np_frame():
+    import numpy as np
+    return np.zeros((20, 30, 3), np.uint8)

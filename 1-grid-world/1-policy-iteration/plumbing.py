@@ -243,7 +243,8 @@ def save_graph(path, x, scores, xlabel, title, window=100):
 def write_gif(path, frames, seconds_per_frame, max_frames=400):
     """An animated, looping GIF of `frames` (Pillow images or H×W×3 uint8 arrays), written atomically. A long
     recording keeps every k-th frame (each shown k times longer, so it plays at the real pace) to stay within
-    `max_frames`; each frame gets a palette of its own colours."""
+    `max_frames`; each frame gets a palette of its own colours. A GIF that cannot be written (a full disk) is one
+    line and exit 1, never a traceback."""
     import numpy as np
     from PIL import Image                               # Pillow comes with matplotlib
     step = max(1, -(-len(frames) // max_frames))
@@ -252,8 +253,9 @@ def write_gif(path, frames, seconds_per_frame, max_frames=400):
         image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
         images.append(image.convert("RGB").quantize(colors=64))
     duration = max(20, round(1000 * seconds_per_frame * step))    # milliseconds per frame
-    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                                                  duration=duration, loop=0, optimize=True))
+    path = Path(path)                                   # a GIF is a final save: one line and exit 1 if it fails
+    try_save(path.name, path.parent, final=True, write=lambda: atomic_write(path, lambda tmp: images[0].save(
+        tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0, optimize=True)))
     print(f"recorded {len(images)} frames to {path}")
 
 
